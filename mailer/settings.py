@@ -1,0 +1,190 @@
+"""Settings: config/mailer.toml (or MAILER_CONFIG) overridden by MAILER_* environment variables, read once.
+
+Secrets (secret keys, SMTP password) come only from the environment. Outside the "development"
+environment the built-in development key is refused.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from mailer.errors import SettingsError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "mailer.toml"
+TEMPLATES_DIR = PROJECT_ROOT / "templates"
+
+# Signs links on a developer's machine only; refused whenever MAILER_ENV is not "development".
+DEVELOPMENT_SECRET_KEY = "development-key-not-secret"
+
+
+@dataclass(frozen=True)
+class SmtpTarget:
+    """Where and how to reach the SMTP relay, parsed from an smtp:// or smtps:// URL."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    implicit_tls: bool = False
+    starttls: bool = False
+    validate_certs: bool = True
+
+    def __str__(self) -> str:
+        scheme = "smtps" if self.implicit_tls else "smtp"
+        auth = f"{self.username}:***@" if self.username else ""
+        tls = "?starttls=true" if self.starttls else ""
+        return f"{scheme}://{auth}{self.host}:{self.port}{tls}"
+
+
+def parse_smtp_url(url: str) -> SmtpTarget:
+    """smtp://[user:pass@]host[:port][?starttls=true&verify=false] or smtps://... (implicit TLS)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise SettingsError(f"SMTP URL must look like smtp://host:port or smtps://host:port, got {mask_url(url)!r}")
+    query = {k: v[-1].lower() for k, v in parse_qs(parts.query).items()}
+    implicit = parts.scheme == "smtps"
+    try:
+        port = parts.port or (465 if implicit else 25)
+    except ValueError as exc:
+        raise SettingsError(f"SMTP URL has a bad port: {mask_url(url)!r}") from exc
+    return SmtpTarget(
+        host=parts.hostname,
+        port=port,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        implicit_tls=implicit,
+        starttls=query.get("starttls") in ("1", "true", "yes"),
+        validate_certs=query.get("verify", "true") not in ("0", "false", "no"),
+    )
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url
+
+
+@dataclass(frozen=True)
+class NewsletterSettings:
+    """The fixed parts of one newsletter: sender, footer, list headers. Issues name it by id."""
+
+    id: str
+    title: str
+    list: str
+    from_name: str
+    from_address: str
+    reply_to: str
+    list_id: str
+    bounce_address: str
+    unsubscribe_mailto: str
+    website: str = ""
+    logo_url: str = ""
+    accent_color: str = "#004b87"
+    contact: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    environment: str
+    database_url: str
+    smtp: SmtpTarget
+    smtp_connections: int
+    smtp_messages_per_connection: int
+    smtp_rate: float
+    smtp_timeout: float
+    batch_size: int
+    lease_seconds: int
+    max_attempts: int
+    retry_backoff: tuple[int, ...]
+    base_url: str
+    secret_keys: tuple[str, ...] = field(repr=False)
+    newsletters: Mapping[str, NewsletterSettings] = field(default_factory=dict)
+    config_path: Path = DEFAULT_CONFIG
+
+    def newsletter(self, newsletter_id: str) -> NewsletterSettings:
+        try:
+            return self.newsletters[newsletter_id]
+        except KeyError:
+            known = ", ".join(sorted(self.newsletters)) or "none"
+            raise SettingsError(
+                f"newsletter {newsletter_id!r} is not configured in {self.config_path} (configured: {known})"
+            ) from None
+
+    def with_overrides(self, **changes: Any) -> "Settings":
+        return replace(self, **changes)
+
+
+def _get(table: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
+    node: Any = table
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def _number(env: Mapping[str, str], name: str, value: Any, kind: type) -> Any:
+    raw = env.get(name, value)
+    try:
+        return kind(raw)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings file named by MAILER_CONFIG (default config/mailer.toml), then the environment."""
+    env = os.environ if env is None else env
+    path = Path(env.get("MAILER_CONFIG", DEFAULT_CONFIG))
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SettingsError(f"settings file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: {exc}") from None
+    if _get(data, "secret_keys") or _get(data, "security.secret_keys"):
+        raise SettingsError(f"{path}: secret keys must not be in a settings file; set MAILER_SECRET_KEYS")
+
+    environment = env.get("MAILER_ENV", data.get("environment", "development"))
+    keys = tuple(k.strip() for k in env.get("MAILER_SECRET_KEYS", "").split(",") if k.strip())
+    if environment == "development":
+        keys = keys or (DEVELOPMENT_SECRET_KEY,)
+    elif not keys:
+        raise SettingsError(f"MAILER_SECRET_KEYS must be set when MAILER_ENV is {environment!r}")
+    elif DEVELOPMENT_SECRET_KEY in keys:
+        raise SettingsError(f"the development secret key is refused when MAILER_ENV is {environment!r}")
+
+    newsletters = {}
+    for nid, table in (data.get("newsletters") or {}).items():
+        try:
+            newsletters[nid] = NewsletterSettings(id=nid, **{**table, "contact": tuple(table.get("contact", ()))})
+        except TypeError as exc:
+            raise SettingsError(f"{path}: [newsletters.{nid}]: {exc}") from None
+
+    backoff = _get(data, "dispatch.retry_backoff", [300, 900, 3600, 14400])
+    return Settings(
+        environment=environment,
+        database_url=env.get("MAILER_DATABASE_URL", _get(data, "database.url", "sqlite:///var/mailer.sqlite")),
+        smtp=parse_smtp_url(env.get("MAILER_SMTP_URL", _get(data, "smtp.url", "smtp://127.0.0.1:8025"))),
+        smtp_connections=_number(env, "MAILER_SMTP_CONNECTIONS", _get(data, "smtp.connections", 4), int),
+        smtp_messages_per_connection=_number(
+            env, "MAILER_SMTP_MESSAGES_PER_CONNECTION", _get(data, "smtp.messages_per_connection", 500), int
+        ),
+        smtp_rate=_number(env, "MAILER_SMTP_RATE", _get(data, "smtp.rate_per_second", 0), float),
+        smtp_timeout=_number(env, "MAILER_SMTP_TIMEOUT", _get(data, "smtp.timeout", 30), float),
+        batch_size=_number(env, "MAILER_BATCH_SIZE", _get(data, "dispatch.batch_size", 200), int),
+        lease_seconds=_number(env, "MAILER_LEASE_SECONDS", _get(data, "dispatch.lease_seconds", 600), int),
+        max_attempts=_number(env, "MAILER_MAX_ATTEMPTS", _get(data, "dispatch.max_attempts", 5), int),
+        retry_backoff=tuple(int(s) for s in backoff) or (300,),
+        base_url=env.get("MAILER_BASE_URL", _get(data, "web.base_url", "http://localhost:8000")).rstrip("/"),
+        secret_keys=keys,
+        newsletters=newsletters,
+        config_path=path,
+    )
