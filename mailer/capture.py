@@ -1,0 +1,106 @@
+"""A local capture SMTP server (aiosmtpd) that keeps every message in a Maildir instead of delivering it.
+
+Used by the demo, by `mailer capture-server` for previews on a developer's machine, and by the tests.
+Optional rules answer chosen recipients the way real servers do (550 unknown user, 451 try later, or a
+dropped connection), so bounces and deferrals can be seen end to end.
+"""
+from __future__ import annotations
+
+import asyncio
+import mailbox
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+DROP = "drop"  # a rule answer meaning: close the connection without a reply
+Rule = Callable[[str], str | None]  # recipient -> SMTP reply line, DROP, or None to accept
+
+
+def demo_rule(recipient: str) -> str | None:
+    """The demo's pretend-world: some sample addresses bounce or are greylisted, like real lists."""
+    local = recipient.partition("@")[0]
+    if local.startswith("bounce"):
+        return "550 5.1.1 <%s>: Recipient address rejected: User unknown in virtual mailbox table" % recipient
+    if local.startswith("full"):
+        return "552 5.2.2 <%s>: Mailbox full" % recipient
+    if local.startswith("greylist"):
+        return "451 4.7.1 <%s>: Recipient address rejected: Greylisted, try again later" % recipient
+    return None
+
+
+@dataclass
+class Received:
+    envelope_from: str
+    recipients: list[str]
+    data: bytes
+
+
+@dataclass
+class CaptureHandler:
+    maildir: Path | None = None
+    rule: Rule | None = None
+    messages: list[Received] = field(default_factory=list)
+    keep_in_memory: bool = True
+    _box: mailbox.Maildir | None = None
+
+    def __post_init__(self) -> None:
+        if self.maildir is not None:
+            self.maildir.parent.mkdir(parents=True, exist_ok=True)
+            self._box = mailbox.Maildir(str(self.maildir), create=True)
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
+        answer = self.rule(address) if self.rule else None
+        if answer == DROP:
+            assert server.transport is not None
+            server.transport.close()
+            return "421 4.4.2 closing connection"  # not seen by the client: the line is already gone
+        if answer:
+            return answer
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        data = envelope.original_content or b""
+        if self._box is not None:
+            self._box.add(data)
+        received = Received(str(envelope.mail_from), list(envelope.rcpt_tos), data)
+        if self.keep_in_memory:
+            self.messages.append(received)
+        queue_id = len(self.messages)
+        return f"250 2.0.0 Ok: queued as C{queue_id:06d}"
+
+
+class CaptureServer:
+    """`async with CaptureServer(...) as server:` listens on 127.0.0.1:server.port (port 0 = any free port)."""
+
+    def __init__(self, *, maildir: Path | None = None, rule: Rule | None = None, port: int = 0, host: str = "127.0.0.1", keep_in_memory: bool = True) -> None:
+        self.handler = CaptureHandler(maildir=maildir, rule=rule, keep_in_memory=keep_in_memory)
+        self.host = host
+        self.port = port
+        self._server: asyncio.base_events.Server | None = None
+
+    @property
+    def messages(self) -> list[Received]:
+        return self.handler.messages
+
+    @property
+    def url(self) -> str:
+        return f"smtp://{self.host}:{self.port}"
+
+    async def __aenter__(self) -> "CaptureServer":
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: SMTP(self.handler, hostname="capture.localhost", data_size_limit=None, enable_SMTPUTF8=True),
+            host=self.host,
+            port=self.port,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()

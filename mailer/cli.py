@@ -1,0 +1,273 @@
+"""`mailer` command line: thin commands over the modules; errors become one red line, never a traceback."""
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from mailer import campaign as send_path
+from mailer.compose import Composed, compose
+from mailer.database import open_database
+from mailer.errors import MailerError
+from mailer.issue import Issue, load_issue
+from mailer.ledger import next_retry_at
+from mailer.models import Campaign, DeliveryStatus
+from mailer.progress import send_progress
+from mailer.report import delivery_report, render_table
+from mailer.settings import Settings, load_settings
+from subscribers import store
+from subscribers.csvio import read_subscribers_csv, write_subscribers_csv
+from subscribers.errors import StoreError
+
+app = typer.Typer(help="Compose and send the newsletter; manage subscribers; read delivery reports.", no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
+issue_app = typer.Typer(help="Work with issue files.", no_args_is_help=True)
+subscribers_app = typer.Typer(help="Manage subscribers and lists.", no_args_is_help=True)
+app.add_typer(issue_app, name="issue")
+app.add_typer(subscribers_app, name="subscribers")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def main() -> None:
+    try:
+        app()
+    except (MailerError, StoreError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
+        sys.exit(1)
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def _print_warnings(issue: Issue) -> None:
+    for warning in issue.warnings:
+        err.print(f"[yellow]{warning}[/yellow]", highlight=False)
+
+
+# ---- issues ---------------------------------------------------------------------------------------------
+
+@issue_app.command("check")
+def issue_check(file: Path) -> None:
+    """Validate an issue file: errors (with file and line) fail; warnings are listed."""
+    settings = _settings()
+    issue = load_issue(file)
+    settings.newsletter(issue.newsletter)
+    _print_warnings(issue)
+    composed = compose(issue, settings.newsletter(issue.newsletter), settings.base_url)
+    for warning in composed.warnings:
+        err.print(f"[yellow]{file}: warning: {warning}[/yellow]", highlight=False)
+    items = sum(len(s.items) for s in issue.sections)
+    out.print(f"{file}: ok: {len(issue.sections)} sections, {items} items, {len(issue.warnings)} warnings", highlight=False)
+
+
+@app.command()
+def preview(file: Path, out_dir: Path = typer.Option(..., "--out", help="Folder for index.html, message.txt, message.eml")) -> None:
+    """Write the HTML part, the text part and the whole message as one sample recipient gets it."""
+    settings = _settings()
+    issue = load_issue(file)
+    _print_warnings(issue)
+    files = send_path.write_preview(settings, issue, out_dir)
+    for kind, path in files.items():
+        out.print(f"{kind:5} {path}", highlight=False)
+
+
+# ---- sending --------------------------------------------------------------------------------------------
+
+@app.command()
+def send(
+    file: Path,
+    list_name: Optional[str] = typer.Option(None, "--list", help="List to send to (default: the newsletter's list in config)"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation"),
+    test: Optional[str] = typer.Option(None, "--test", metavar="ADDRESS", help="Send only to this address, subject marked as a test"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be sent; send nothing"),
+    allow_changed: bool = typer.Option(False, "--allow-changed", help="Continue a campaign although the issue file changed"),
+) -> None:
+    """Send an issue to every active subscriber of a list. Running it again never sends anyone the issue twice."""
+    settings = _settings()
+    issue = load_issue(file)
+    if test:
+        _print_warnings(issue)
+        reply = asyncio.run(send_path.send_test(settings, issue, store.normalise_address(test)))
+        line = f"{reply.code or '-'} {reply.text}"
+        if reply.outcome != "sent":
+            raise MailerError(f"test message to {test} not accepted: {line}")
+        out.print(f"test message sent to {test} via {settings.smtp}: {line}", highlight=False)
+        return
+
+    engine = open_database(settings.database_url)
+    plan = send_path.plan_send(engine, settings, issue, list_name)
+    out.print(f"[bold]{issue.subject}[/bold]  ({issue.newsletter} {issue.issue})", highlight=False)
+    out.print(
+        f"list '{plan.mailing_list.name}': {plan.active} active subscribers; "
+        f"to send now: {plan.to_send} ({plan.new_recipients} new, {plan.pending} queued or deferred)"
+        + (f"; already done: {', '.join(f'{n} {s}' for s, n in sorted(plan.done.items()))}" if plan.done else ""),
+        highlight=False,
+    )
+    for warning in plan.warnings:
+        out.print(f"[yellow]warning: {warning}[/yellow]", highlight=False)
+    out.print(f"relay: {settings.smtp}", highlight=False)
+    if dry_run:
+        out.print("dry run: nothing sent", highlight=False)
+        return
+    if plan.to_send == 0:
+        out.print("nothing to send", highlight=False)
+        return
+    question = f"Send to {plan.to_send} subscribers" + (f" despite {len(plan.warnings)} warning(s)" if plan.warnings else "") + "?"
+    if not yes and not typer.confirm(question, default=False):
+        raise typer.Exit(1)
+    campaign = send_path.start_campaign(engine, plan, allow_changed=allow_changed)
+    _dispatch_with_progress(engine, settings, campaign, plan.composed, plan.to_send)
+    out.print(render_table(delivery_report(engine, str(campaign.id))))
+
+
+def _dispatch_with_progress(engine: Engine, settings: Settings, campaign: Campaign, composed: Composed, total: int) -> None:
+    progress, advance = send_progress(out, total)
+    with progress:
+        try:
+            summary = asyncio.run(send_path.dispatch_campaign(engine, settings, campaign, composed, on_result=advance))
+        except KeyboardInterrupt:
+            progress.stop()
+            err.print("[yellow]stopped: messages in flight were recorded; run the same send again to continue[/yellow]")
+            raise typer.Exit(130) from None
+    if summary.error:
+        raise MailerError(f"{summary.error}; {summary.released} deliveries left queued: run the same send again to continue")
+    deferred = summary.counts.get(DeliveryStatus.DEFERRED, 0)
+    if deferred:
+        assert campaign.id is not None
+        due = next_retry_at(engine, campaign.id)
+        out.print(f"{deferred} deferred; next retry due at {due:%Y-%m-%d %H:%M} UTC: run the same send again then", highlight=False)
+
+
+@app.command()
+def report(
+    campaign: Optional[str] = typer.Argument(None, help="Campaign id or issue id (default: the latest campaign)"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table"),
+) -> None:
+    """Delivery report of a campaign: counts by status, bounces, duration, rate, top bounce reasons."""
+    engine = open_database(_settings().database_url)
+    result = delivery_report(engine, campaign)
+    if as_json:
+        print(result.to_json())
+    else:
+        out.print(render_table(result))
+
+
+# ---- subscribers ----------------------------------------------------------------------------------------
+
+@subscribers_app.command("import")
+def subscribers_import(
+    csv_file: Path,
+    list_name: str = typer.Option(..., "--list", help="List to add them to (created when missing)"),
+    language: str = typer.Option("it", help="Language for rows without one"),
+) -> None:
+    """Import a CSV (email, name, language). A bad row stops the import: nothing is half-imported."""
+    parsed = read_subscribers_csv(csv_file, default_language=language)
+    engine = open_database(_settings().database_url)
+    with Session(engine) as session:
+        mailing_list = store.get_or_create_list(session, list_name, language=language)
+        counts = store.add_subscribers(session, mailing_list, parsed.people, source=f"import:{csv_file.name}")
+        session.commit()
+    out.print(
+        f"{csv_file}: {parsed.rows} rows, {parsed.merged} duplicates merged; list '{list_name}': "
+        f"{counts.added} added, {counts.updated} already subscribed, {counts.suppressed} unsubscribed or bounced (left out)",
+        highlight=False,
+    )
+
+
+@subscribers_app.command("add")
+def subscribers_add(
+    email: str,
+    list_name: str = typer.Option(..., "--list"),
+    name: str = typer.Option("", "--name"),
+    language: str = typer.Option("it", "--language"),
+) -> None:
+    """Add one subscriber by hand (an operator's action: re-subscribes someone who had left)."""
+    address = store.normalise_address(email)
+    engine = open_database(_settings().database_url)
+    with Session(engine) as session:
+        mailing_list = store.get_or_create_list(session, list_name, language=language)
+        counts = store.add_subscribers(
+            session, mailing_list, [store.NewSubscriber(address, store.clean_name(name), language)], source="admin", resubscribe=True
+        )
+        session.commit()
+    out.print(f"{address}: {'added to' if counts.added else 'already on'} '{list_name}'", highlight=False)
+
+
+@subscribers_app.command("remove")
+def subscribers_remove(email: str, list_name: Optional[str] = typer.Option(None, "--list", help="Only this list (default: all)")) -> None:
+    """Unsubscribe an address (recorded as an operator's action); the record stays, so imports do not bring it back."""
+    engine = open_database(_settings().database_url)
+    with Session(engine) as session:
+        subscriber = store.find_subscriber(session, email)
+        mailing_list = store.get_list(session, list_name) if list_name else None
+        ended = store.unsubscribe(session, subscriber, mailing_list, method="admin")
+        session.commit()
+    out.print(f"{subscriber.email}: {ended} subscription(s) ended", highlight=False)
+
+
+@subscribers_app.command("list")
+def subscribers_list(
+    list_name: Optional[str] = typer.Option(None, "--list"),
+    status: Optional[str] = typer.Option(None, "--status", help="active, unsubscribed, bounced, ..."),
+) -> None:
+    """Print subscribers as CSV rows (of one list, or all)."""
+    engine = open_database(_settings().database_url)
+    with Session(engine) as session:
+        mailing_list = store.get_list(session, list_name) if list_name else None
+        count = write_subscribers_csv(store.list_members(session, mailing_list, status), sys.stdout)
+    err.print(f"{count} subscribers", highlight=False)
+
+
+@subscribers_app.command("export")
+def subscribers_export(
+    list_name: Optional[str] = typer.Option(None, "--list"),
+    output: Path = typer.Option(..., "--out", help="CSV file to write"),
+    status: Optional[str] = typer.Option(None, "--status"),
+) -> None:
+    """Write subscribers to a CSV file that `subscribers import` reads back."""
+    engine = open_database(_settings().database_url)
+    with Session(engine) as session, output.open("w", encoding="utf-8", newline="") as handle:
+        mailing_list = store.get_list(session, list_name) if list_name else None
+        count = write_subscribers_csv(store.list_members(session, mailing_list, status), handle)
+    out.print(f"{count} subscribers written to {output}", highlight=False)
+
+
+# ---- local tools ----------------------------------------------------------------------------------------
+
+@app.command("capture-server")
+def capture_server(
+    port: int = typer.Option(8025, help="Port on 127.0.0.1"),
+    maildir: Path = typer.Option(Path("var/maildir"), help="Maildir that receives every message"),
+) -> None:
+    """Run a local SMTP server that keeps every message in a Maildir (the default relay in config)."""
+    from mailer.capture import CaptureServer
+
+    async def serve() -> None:
+        async with CaptureServer(maildir=maildir, port=port, keep_in_memory=False) as server:
+            out.print(f"capturing on {server.url} into {maildir}/new (Ctrl-C to stop)", highlight=False)
+            await asyncio.Event().wait()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def demo(
+    subscribers: int = typer.Option(300, help="How many sample subscribers"),
+    folder: Path = typer.Option(Path("var/demo"), "--dir", help="Where the demo's database, Maildir and preview go"),
+    issue_file: Path = typer.Option(Path("examples/2026-05-work-in-progress.md"), "--issue"),
+) -> None:
+    """The whole path on the embedded default: SQLite, sample subscribers, capture SMTP server, real dispatcher."""
+    from mailer.demo import run_demo
+
+    run_demo(folder, issue_file, subscribers, out)

@@ -1,0 +1,165 @@
+"""Issue -> Composed (subject, HTML, text), once per issue.
+
+Jinja renders the MJML template, mjml-python compiles it, premailer inlines the CSS. The plain-text part
+comes from its own template. Per-recipient values are left as slot markers (see SLOTS) that the message
+builder splices in; the markers are plain ASCII words, so MJML, premailer and quoted-printable leave them whole.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import tomllib
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+from mjml import mjml2html
+from premailer import Premailer
+
+from mailer.errors import ComposeError
+from mailer.issue import Issue, markdown_parser
+from mailer.markdown_text import markdown_to_text
+from mailer.settings import TEMPLATES_DIR, NewsletterSettings
+
+EMAIL_SLOT = "__MAILER_EMAIL__"
+NAME_SLOT = "__MAILER_NAME__"
+UNSUBSCRIBE_SLOT = "__MAILER_UNSUBSCRIBE_URL__"
+SLOTS = (EMAIL_SLOT, NAME_SLOT, UNSUBSCRIBE_SLOT)
+
+# Gmail clips an HTML body past ~102 KB and hides the rest (our footer with the unsubscribe link).
+GMAIL_CLIP_BYTES = 102_000
+
+
+@dataclass(frozen=True)
+class Composed:
+    issue: Issue
+    newsletter: NewsletterSettings
+    subject: str
+    html: str  # complete HTML document with slot markers
+    text: str  # plain text with slot markers
+    archive_url: str
+
+    @property
+    def warnings(self) -> list[str]:
+        size = len(self.html.encode("utf-8"))
+        if size > GMAIL_CLIP_BYTES:
+            return [f"the HTML part is {size // 1000} KB: Gmail clips messages over 102 KB, hiding the footer"]
+        return []
+
+
+@lru_cache(maxsize=None)
+def strings(language: str) -> dict[str, Any]:
+    """Fixed strings of the newsletter in one language (templates/i18n/<language>.toml)."""
+    path = TEMPLATES_DIR / "i18n" / f"{language}.toml"
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ComposeError(f"no translations for language {language!r} ({path})") from None
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("mjml.j2", "html.j2", "html")),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def date_line(issue: Issue) -> str:
+    """'Maggio 2026' from issue id '2026-05' unless the issue gives its own date_line."""
+    if issue.date_line:
+        return issue.date_line
+    match = re.match(r"^(\d{4})-(\d{2})$", issue.issue)
+    if not match or not 1 <= int(match.group(2)) <= 12:
+        return issue.issue
+    month = strings(issue.language)["months"][int(match.group(2)) - 1]
+    return f"{month[:1].upper()}{month[1:]} {match.group(1)}"
+
+
+def compose(issue: Issue, newsletter: NewsletterSettings, base_url: str, *, test: bool = False) -> Composed:
+    """Render the issue once: HTML (MJML -> inlined CSS) and text, with slot markers for each recipient."""
+    t = strings(issue.language)
+    subject = f"{t['test_prefix']} {issue.subject}" if test else issue.subject
+    md = markdown_parser()
+    contact = list(issue.contact if issue.contact is not None else newsletter.contact)
+    context = {
+        "issue": issue,
+        "newsletter": newsletter,
+        "subject": subject,
+        "t": t,
+        "date_line": date_line(issue),
+        "archive_url": f"{base_url}/archive/{newsletter.id}/{issue.issue}",
+        "unsubscribe_form_url": f"{base_url}/unsubscribe",
+        "unsubscribe_url": UNSUBSCRIBE_SLOT,
+        "one_click_text": t["unsubscribe_one_click"].format(email=EMAIL_SLOT),
+        "sent_to": t["sent_to"].format(email=EMAIL_SLOT, title=newsletter.title),
+        "contact": contact,
+        "contact_html": [Markup(md.renderInline(line)) for line in contact],
+        "sections": [
+            {
+                "title": section.title,
+                "intro_html": Markup(md.render(section.intro)) if section.intro else "",
+                "intro_text": markdown_to_text(section.intro),
+                "news": [
+                    {
+                        "title": item.title,
+                        "date_label": item.date_label,
+                        "body_html": Markup(md.render(item.body)),
+                        "body_text": markdown_to_text(item.body),
+                    }
+                    for item in section.items
+                ],
+            }
+            for section in issue.sections
+        ],
+    }
+    env = _environment()
+    try:
+        mjml_source = env.get_template("newsletter/newsletter.mjml.j2").render(context)
+        text = env.get_template("newsletter/newsletter.txt.j2").render(context)
+    except jinja2.TemplateError as exc:
+        raise ComposeError(f"newsletter template: {exc}") from exc
+    html = inline_css(mjml_to_html(mjml_source))
+    return Composed(issue, newsletter, subject, html, _tidy_text(text), context["archive_url"])
+
+
+def mjml_to_html(source: str) -> str:
+    try:
+        return str(mjml2html(source, disable_comments=True))
+    except Exception as exc:  # mjml-python raises plain exceptions for template errors
+        raise ComposeError(f"MJML compile failed: {exc}") from exc
+
+
+def inline_css(html: str) -> str:
+    """Inline the CSS with premailer, keeping what the mobile layout needs.
+
+    premailer drops the doctype when its case differs from lxml's ('<!doctype html>' from MJML) and
+    strips !important by default, which would let inline styles beat the mobile media queries.
+    """
+    html = re.sub(r"^\s*<!doctype html>", "<!DOCTYPE html>", html, count=1, flags=re.IGNORECASE)
+    premailer = Premailer(
+        html,
+        strip_important=False,
+        keep_style_tags=True,
+        disable_validation=True,
+        allow_network=False,
+        cssutils_logging_level=logging.CRITICAL,
+        remove_classes=False,
+    )
+    out = premailer.transform(pretty_print=False)
+    if not out.lstrip().upper().startswith("<!DOCTYPE"):
+        out = "<!DOCTYPE html>\n" + out
+    return out
+
+
+def _tidy_text(text: str) -> str:
+    """At most one blank line in a row, no trailing spaces, one final newline."""
+    lines = [line.rstrip() for line in text.split("\n")]
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
+    return text.strip() + "\n"

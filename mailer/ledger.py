@@ -1,0 +1,301 @@
+"""The delivery ledger's named queries: campaigns, enqueue, claim, record, release.
+
+Claiming is a status compare-and-set under a lease: a row moves queued/deferred -> sending only if it is
+still queued/deferred, and each result is written (and committed) the moment the SMTP reply arrives.
+On PostgreSQL the claim's subquery takes row locks with SKIP LOCKED, so several workers can share a campaign.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, literal, select as core_select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from mailer.errors import CampaignError
+from mailer.issue import Issue
+from mailer.models import BounceEvent, Campaign, CampaignStatus, Delivery, DeliveryStatus
+from subscribers.models import MailingList, Subscriber, SubscriberStatus, Subscription, SubscriptionStatus, utcnow
+from subscribers.store import suppress
+
+
+def find_campaign(session: Session, issue: Issue, mailing_list: MailingList) -> Campaign | None:
+    return session.exec(
+        select(Campaign).where(
+            Campaign.newsletter == issue.newsletter, Campaign.issue == issue.issue, Campaign.list_id == mailing_list.id
+        )
+    ).first()
+
+
+def open_campaign(session: Session, issue: Issue, mailing_list: MailingList, source: str, *, allow_changed: bool) -> Campaign:
+    """The campaign of this issue and list, created on first use. A changed issue file is refused once
+    mail has gone out, unless allowed: recipients of one campaign should get the same text."""
+    campaign = find_campaign(session, issue, mailing_list)
+    if campaign is None:
+        assert mailing_list.id is not None
+        campaign = Campaign(
+            newsletter=issue.newsletter,
+            issue=issue.issue,
+            list_id=mailing_list.id,
+            subject=issue.subject,
+            issue_path=issue.path,
+            issue_digest=issue.digest,
+            issue_source=source,
+        )
+        session.add(campaign)
+        session.commit()
+        session.refresh(campaign)
+        return campaign
+    if campaign.issue_digest != issue.digest:
+        if not allow_changed:
+            raise CampaignError(
+                f"{issue.path} changed since campaign {campaign.id} began sending it to list "
+                f"'{mailing_list.name}'; the rest of the list would get a different text. "
+                "Pass --allow-changed to continue with the new text."
+            )
+        campaign.issue_digest, campaign.issue_source, campaign.subject = issue.digest, source, issue.subject
+    campaign.status = CampaignStatus.SENDING
+    session.add(campaign)
+    session.commit()
+    session.refresh(campaign)
+    return campaign
+
+
+D = Delivery.__table__.c  # type: ignore[attr-defined]
+S = Subscriber.__table__.c  # type: ignore[attr-defined]
+M = Subscription.__table__.c  # type: ignore[attr-defined]
+C = Campaign.__table__.c  # type: ignore[attr-defined]
+PENDING = (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)
+
+
+def enqueue(engine: Engine, campaign: Campaign) -> int:
+    """One delivery per active subscriber of the campaign's list; running it again adds only newcomers."""
+    now = utcnow()
+    recipients = (
+        core_select(
+            literal(campaign.id), S.id, S.email, literal(str(DeliveryStatus.QUEUED)), literal(0),
+            literal(now, Delivery.__table__.c.next_attempt_at.type),  # type: ignore[attr-defined]
+            literal(now, D.created_at.type), literal(now, D.updated_at.type),
+        )
+        .select_from(Subscription.__table__.join(Subscriber.__table__, S.id == M.subscriber_id))  # type: ignore[attr-defined]
+        .where(M.list_id == campaign.list_id, M.status == SubscriptionStatus.ACTIVE, S.status == SubscriberStatus.ACTIVE)
+    )
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(Delivery.__table__)  # type: ignore[attr-defined]
+        .from_select(
+            ["campaign_id", "subscriber_id", "email", "status", "attempts", "next_attempt_at", "created_at", "updated_at"],
+            recipients,
+        )
+        .on_conflict_do_nothing(index_elements=["campaign_id", "subscriber_id"])
+    )
+    with engine.begin() as conn:
+        return max(conn.execute(statement).rowcount or 0, 0)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    delivery_id: int
+    subscriber_id: int
+    email: str
+    name: str
+    token_version: int
+    still_subscribed: bool
+
+
+def expire_leases(engine: Engine, campaign_id: int) -> int:
+    """Rows left 'sending' past their lease (a crashed or killed worker) become 'uncertain': they may have
+    been delivered, so they are not resent automatically."""
+    now = utcnow()
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(Delivery.__table__)  # type: ignore[attr-defined]
+            .where(D.campaign_id == campaign_id, D.status == DeliveryStatus.SENDING, D.lease_until < now)
+            .values(status=DeliveryStatus.UNCERTAIN, lease_owner=None, updated_at=now)
+        )
+        return max(result.rowcount or 0, 0)
+
+
+def claim_batch(engine: Engine, campaign_id: int, owner: str, size: int, lease_seconds: int) -> list[Claimed]:
+    """Move up to `size` due deliveries to 'sending' under this owner's lease, and return them."""
+    now = utcnow()
+    due = (
+        core_select(D.id)
+        .where(D.campaign_id == campaign_id, D.status.in_(PENDING), D.next_attempt_at <= now)
+        .order_by(D.id)
+        .limit(size)
+        .with_for_update(skip_locked=True)  # PostgreSQL: workers skip each other's rows; SQLite ignores it
+        .scalar_subquery()
+    )
+    claim = (
+        update(Delivery.__table__)  # type: ignore[attr-defined]
+        .where(D.id.in_(due), D.status.in_(PENDING))
+        .values(
+            status=DeliveryStatus.SENDING,
+            lease_owner=owner,
+            lease_until=now + timedelta(seconds=lease_seconds),
+            attempts=D.attempts + 1,
+            updated_at=now,
+        )
+        .returning(D.id)
+    )
+    details = (
+        core_select(
+            D.id, D.subscriber_id, D.email, S.name, S.token_version,
+            and_(S.status == SubscriberStatus.ACTIVE, M.status == SubscriptionStatus.ACTIVE),
+        )
+        .select_from(
+            Delivery.__table__.join(Campaign.__table__, C.id == D.campaign_id)  # type: ignore[attr-defined]
+            .join(Subscriber.__table__, S.id == D.subscriber_id)  # type: ignore[attr-defined]
+            .outerjoin(Subscription.__table__, and_(M.subscriber_id == D.subscriber_id, M.list_id == C.list_id))  # type: ignore[attr-defined]
+        )
+        .where(D.campaign_id == campaign_id, D.status == DeliveryStatus.SENDING, D.lease_owner == owner)
+        .order_by(D.id)
+    )
+    with engine.begin() as conn:
+        ids = set(conn.execute(claim).scalars().all())
+        if not ids:
+            return []
+        rows = conn.execute(details).all()
+    return [Claimed(r[0], r[1], r[2], r[3] or "", r[4], bool(r[5])) for r in rows if r[0] in ids]
+
+
+@dataclass(frozen=True)
+class Result:
+    """What happened to one delivery attempt."""
+
+    status: DeliveryStatus  # sent, deferred, bounced or skipped
+    code: int | None = None
+    reply: str = ""
+
+
+def record_result(
+    engine: Engine,
+    claimed: Claimed,
+    campaign_id: int,
+    owner: str,
+    result: Result,
+    *,
+    max_attempts: int,
+    backoff: Sequence[int],
+) -> DeliveryStatus:
+    """Write one result at once (its own transaction). Returns the status stored: a deferral past
+    max_attempts is stored as failed; a row whose lease this owner lost is left alone (UNCERTAIN returned)."""
+    now = utcnow()
+    status = result.status
+    values: dict[str, object] = {
+        "smtp_code": result.code, "smtp_reply": result.reply[:1000], "lease_owner": None, "lease_until": None, "updated_at": now,
+    }
+    with Session(engine) as session:
+        conn = session.connection()
+        if status == DeliveryStatus.DEFERRED:
+            attempts = conn.execute(core_select(D.attempts).where(D.id == claimed.delivery_id)).scalar_one()
+            if attempts >= max_attempts:
+                status = DeliveryStatus.FAILED
+            else:
+                values["next_attempt_at"] = now + timedelta(seconds=backoff[min(attempts - 1, len(backoff) - 1)])
+        elif status == DeliveryStatus.SENT:
+            values["sent_at"] = now
+        updated = conn.execute(
+            update(Delivery.__table__)  # type: ignore[attr-defined]
+            .where(D.id == claimed.delivery_id, D.status == DeliveryStatus.SENDING, D.lease_owner == owner)
+            .values(status=status, **values)
+        )
+        if updated.rowcount != 1:
+            session.rollback()
+            return DeliveryStatus.UNCERTAIN
+        if result.status in (DeliveryStatus.BOUNCED, DeliveryStatus.DEFERRED):
+            session.add(
+                BounceEvent(
+                    delivery_id=claimed.delivery_id,
+                    campaign_id=campaign_id,
+                    subscriber_id=claimed.subscriber_id,
+                    kind="hard" if result.status == DeliveryStatus.BOUNCED else "soft",
+                    smtp_code=result.code,
+                    reason=result.reply[:1000],
+                    created_at=now,
+                )
+            )
+        if status == DeliveryStatus.BOUNCED:
+            suppress(session, claimed.subscriber_id, SubscriberStatus.BOUNCED)
+        session.commit()
+    return status
+
+
+def release(engine: Engine, delivery_ids: Sequence[int], owner: str) -> int:
+    """Give back claimed deliveries that were never handed to SMTP (stop, Ctrl-C, relay unreachable)."""
+    total = 0
+    with engine.begin() as conn:
+        for start in range(0, len(delivery_ids), 500):
+            result = conn.execute(
+                update(Delivery.__table__)  # type: ignore[attr-defined]
+                .where(
+                    D.id.in_(list(delivery_ids[start : start + 500])),
+                    D.status == DeliveryStatus.SENDING,
+                    D.lease_owner == owner,
+                )
+                .values(status=DeliveryStatus.QUEUED, attempts=D.attempts - 1, lease_owner=None, lease_until=None)
+            )
+            total += max(result.rowcount or 0, 0)
+    return total
+
+
+def mark_started(engine: Engine, campaign_id: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            update(Campaign.__table__).where(C.id == campaign_id, C.started_at.is_(None)).values(started_at=utcnow())  # type: ignore[attr-defined]
+        )
+
+
+def finish_if_done(engine: Engine, campaign_id: int) -> bool:
+    """Mark the campaign done when no delivery is queued, in flight or waiting for a retry."""
+    with engine.begin() as conn:
+        pending = conn.execute(
+            core_select(func.count()).where(
+                D.campaign_id == campaign_id, D.status.in_((*PENDING, DeliveryStatus.SENDING))
+            )
+        ).scalar_one()
+        if pending:
+            return False
+        last = conn.execute(core_select(func.max(D.updated_at)).where(D.campaign_id == campaign_id)).scalar_one()
+        conn.execute(
+            update(Campaign.__table__)  # type: ignore[attr-defined]
+            .where(C.id == campaign_id)
+            .values(status=CampaignStatus.DONE, finished_at=last or utcnow())
+        )
+        return True
+
+
+def next_retry_at(engine: Engine, campaign_id: int) -> datetime | None:
+    with engine.connect() as conn:
+        return conn.execute(
+            core_select(func.min(D.next_attempt_at)).where(
+                D.campaign_id == campaign_id, D.status == DeliveryStatus.DEFERRED
+            )
+        ).scalar_one()
+
+
+def count_not_enqueued(engine: Engine, campaign_id: int | None, list_id: int) -> int:
+    """Active subscribers of the list without a delivery in the campaign (all of them if no campaign yet)."""
+    query = (
+        core_select(func.count())
+        .select_from(Subscription.__table__.join(Subscriber.__table__, S.id == M.subscriber_id))  # type: ignore[attr-defined]
+        .where(M.list_id == list_id, M.status == SubscriptionStatus.ACTIVE, S.status == SubscriberStatus.ACTIVE)
+    )
+    if campaign_id is not None:
+        query = query.where(
+            ~core_select(D.id).where(D.campaign_id == campaign_id, D.subscriber_id == S.id).exists()
+        )
+    with engine.connect() as conn:
+        return conn.execute(query).scalar_one()
+
+
+def count_by_status(engine: Engine, campaign_id: int) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            core_select(D.status, func.count()).where(D.campaign_id == campaign_id).group_by(D.status)
+        ).all()
+    return {status: n for status, n in rows}

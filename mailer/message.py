@@ -1,0 +1,151 @@
+"""Composed issue + recipient -> message bytes, by splicing into parts encoded once per issue.
+
+The HTML and text parts are quoted-printable encoded once, cut at the slot markers. Per recipient only the
+slot values are encoded and joined in, each between QP soft line breaks ('=' CRLF), which decode to
+nothing, so line lengths stay legal whatever the value's length. No email.message object per recipient.
+"""
+from __future__ import annotations
+
+import binascii
+import html
+import re
+import secrets
+from dataclasses import dataclass
+from email.policy import SMTP
+from email.utils import formataddr, formatdate
+from urllib.parse import quote
+
+from mailer.compose import EMAIL_SLOT, NAME_SLOT, SLOTS, UNSUBSCRIBE_SLOT, Composed
+from subscribers.tokens import TokenSigner
+
+CRLF = b"\r\n"
+SOFT_BREAK = b"=\r\n"
+_SLOT_SPLIT = re.compile("(" + "|".join(map(re.escape, SLOTS)) + ")")
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Who one message is for; delivery_id 0 means a test message outside any campaign."""
+
+    email: str
+    name: str = ""
+    subscriber_id: int = 0
+    token_version: int = 0
+    delivery_id: int = 0
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    envelope_from: str
+    recipient: str
+    data: bytes
+    message_id: str
+
+
+def _qp(text: str) -> bytes:
+    encoded = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), istext=True)
+    return encoded.replace(b"\r\n", b"\n").replace(b"\n", CRLF)
+
+
+class _SplicedPart:
+    """One body part, QP-encoded once, with the positions of its slots."""
+
+    def __init__(self, content: str, escape: bool) -> None:
+        pieces = _SLOT_SPLIT.split(content)
+        self.segments = [_qp(p) for p in pieces[0::2]]
+        self.slots = pieces[1::2]
+        self.escape = escape
+
+    def render(self, values: dict[str, str]) -> bytes:
+        out = [self.segments[0]]
+        for slot, segment in zip(self.slots, self.segments[1:]):
+            value = values[slot]
+            out += (SOFT_BREAK, _qp(html.escape(value) if self.escape else value), SOFT_BREAK, segment)
+        return b"".join(out)
+
+
+def _header(name: str, value: str) -> bytes:
+    """One header, RFC 2047-encoded and folded as the stdlib's SMTP policy does (used once per issue)."""
+    return SMTP.fold(*SMTP.header_store_parse(name, value)).encode("ascii")
+
+
+def _one_line(value: str) -> str:
+    """Collapse whitespace: a name with CR/LF must not be able to add headers."""
+    return " ".join(value.split())
+
+
+class MessageBuilder:
+    """Builds each recipient's message of one campaign; everything recipient-independent is done here, once."""
+
+    def __init__(
+        self,
+        composed: Composed,
+        signer: TokenSigner,
+        *,
+        base_url: str,
+        campaign_id: int = 0,
+        list_id: int = 0,
+    ) -> None:
+        nl = composed.newsletter
+        self.signer = signer
+        self.base_url = base_url
+        self.campaign_id = campaign_id
+        self.list_id = list_id
+        self.bounce_local, _, self.bounce_domain = nl.bounce_address.partition("@")
+        self.id_domain = nl.from_address.partition("@")[2] or "localhost"
+        self.id_prefix = f"{nl.id}.{composed.issue.issue}.c{campaign_id}"
+        self.mailto = nl.unsubscribe_mailto
+        boundary = "=_wip_" + secrets.token_hex(12)  # '=_' cannot occur in quoted-printable text
+        self.head = b"".join(
+            [
+                _header("From", formataddr((nl.from_name, nl.from_address), "utf-8")),
+                _header("Reply-To", nl.reply_to),
+                _header("Subject", composed.subject),
+                b"MIME-Version: 1.0\r\n",
+                _header("List-Id", f"{nl.title} <{nl.list_id}>"),
+                b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+                _header("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
+            ]
+        )
+        part = "\r\n--" + boundary + "\r\nContent-Type: text/{}; charset=\"utf-8\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        self.text_head = ("This is a multi-part message in MIME format." + part.format("plain")).encode("ascii")
+        self.html_head = part.format("html").encode("ascii")
+        self.tail = ("\r\n--" + boundary + "--\r\n").encode("ascii")
+        self.text = _SplicedPart(composed.text, escape=False)
+        self.html = _SplicedPart(composed.html, escape=True)
+
+    def unsubscribe_url(self, r: Recipient) -> str:
+        return f"{self.base_url}/u/{self._token(r)}"
+
+    def _token(self, r: Recipient) -> str:
+        return self.signer.unsubscribe_token(r.subscriber_id, self.list_id, r.token_version)
+
+    def build(self, r: Recipient) -> Outgoing:
+        token = self._token(r)
+        url = f"{self.base_url}/u/{token}"
+        name = _one_line(r.name)
+        values = {EMAIL_SLOT: r.email, NAME_SLOT: name, UNSUBSCRIBE_SLOT: url}
+        message_id = (
+            f"<{self.id_prefix}.d{r.delivery_id}@{self.id_domain}>"
+            if r.delivery_id
+            else f"<{self.id_prefix}.test.{secrets.token_hex(8)}@{self.id_domain}>"
+        )
+        to = formataddr((name, r.email), "utf-8")
+        data = b"".join(
+            [
+                b"Date: ", formatdate(localtime=True).encode("ascii"), CRLF,
+                b"To: ", to.encode("ascii"), CRLF,
+                b"Message-ID: ", message_id.encode("ascii"), CRLF,
+                b"List-Unsubscribe: <", url.encode("ascii"), b">,\r\n <mailto:",
+                self.mailto.encode("ascii"), b"?subject=unsubscribe%20", quote(token).encode("ascii"), b">\r\n",
+                self.head,
+                CRLF,
+                self.text_head,
+                self.text.render(values),
+                self.html_head,
+                self.html.render(values),
+                self.tail,
+            ]
+        )
+        tag = self.signer.bounce_tag(r.delivery_id)
+        return Outgoing(f"{self.bounce_local}+{tag}@{self.bounce_domain}", r.email, data, message_id)

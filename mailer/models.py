@@ -1,0 +1,87 @@
+"""Tables of the delivery ledger: campaigns, deliveries (one per campaign x subscriber), bounce events."""
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Index, Text
+from sqlmodel import Column, Field, SQLModel, UniqueConstraint
+
+from subscribers.models import utcnow
+
+
+class CampaignStatus(StrEnum):
+    SENDING = "sending"  # has deliveries still queued, in flight or deferred
+    DONE = "done"  # every delivery has a final status
+
+
+class DeliveryStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"  # claimed by a worker under a lease
+    SENT = "sent"
+    DEFERRED = "deferred"  # 4xx or lost connection: retried after a backoff
+    BOUNCED = "bounced"  # 5xx at SMTP time
+    FAILED = "failed"  # deferred too many times
+    SKIPPED = "skipped"  # subscriber no longer active when the delivery was claimed
+    UNCERTAIN = "uncertain"  # lease ran out: may or may not have been sent; not resent automatically
+
+
+FINAL_STATUSES = (
+    DeliveryStatus.SENT,
+    DeliveryStatus.BOUNCED,
+    DeliveryStatus.FAILED,
+    DeliveryStatus.SKIPPED,
+    DeliveryStatus.UNCERTAIN,
+)
+
+
+class Campaign(SQLModel, table=True):
+    """One send of one issue to one list."""
+
+    __table_args__ = (UniqueConstraint("newsletter", "issue", "list_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    newsletter: str
+    issue: str
+    list_id: int = Field(foreign_key="mailing_list.id")
+    subject: str
+    issue_path: str = ""
+    issue_digest: str = ""  # sha256 of the issue file when the campaign was created
+    issue_source: str = Field(default="", sa_column=Column(Text))  # kept for the web archive and resumes
+    status: str = Field(default=CampaignStatus.SENDING)
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class Delivery(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "subscriber_id"),
+        Index("ix_delivery_claim", "campaign_id", "status", "next_attempt_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id")
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
+    email: str  # the address used, as it was at enqueue time
+    status: str = Field(default=DeliveryStatus.QUEUED)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+    smtp_code: int | None = None
+    smtp_reply: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+
+
+class BounceEvent(SQLModel, table=True):
+    __tablename__ = "bounce_event"
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int | None = Field(default=None, foreign_key="delivery.id", index=True)
+    campaign_id: int | None = Field(default=None, index=True)
+    subscriber_id: int | None = Field(default=None, index=True)
+    kind: str  # "hard" or "soft"
+    source: str = "smtp"  # "smtp" (reply during the session); later "dsn", "complaint"
+    smtp_code: int | None = None
+    reason: str = ""
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,148 @@
+"""Delivery report of a campaign: the query, the model, and its table and JSON renderings."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+from rich.console import Group
+from rich.table import Table
+from sqlalchemy import distinct, func, select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col
+from sqlmodel import select as sm_select
+
+from mailer.errors import CampaignError
+from mailer.models import BounceEvent, Campaign, Delivery, DeliveryStatus
+from subscribers.models import MailingList, UnsubscribeEvent
+
+STATUS_ORDER = [str(s) for s in DeliveryStatus]
+
+
+@dataclass(frozen=True)
+class BounceReason:
+    kind: str
+    code: int | None
+    reason: str
+    count: int
+
+
+@dataclass
+class Report:
+    campaign_id: int
+    newsletter: str
+    issue: str
+    list: str
+    subject: str
+    status: str
+    total: int
+    counts: dict[str, int]
+    bounced_hard: int  # deliveries with a hard bounce (5xx)
+    bounced_soft: int  # deliveries that met at least one soft bounce (4xx or lost connection)
+    unsubscribed: int  # unsubscribes attributed to this campaign
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_seconds: float | None
+    rate_per_second: float | None  # sent messages per second of sending time
+    top_reasons: list[BounceReason] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        for key in ("started_at", "finished_at"):
+            data[key] = data[key].isoformat() if data[key] else None
+        return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def resolve_campaign(session: Session, selector: str | None) -> Campaign:
+    """A campaign by id, by issue id (its newest campaign), or the newest of all when selector is None."""
+    query = sm_select(Campaign).order_by(col(Campaign.id).desc())
+    if selector is not None:
+        query = query.where(Campaign.id == int(selector)) if selector.isdigit() else query.where(Campaign.issue == selector)
+    campaign = session.exec(query).first()
+    if campaign is None:
+        raise CampaignError("no campaign yet" if selector is None else f"no campaign {selector!r}")
+    return campaign
+
+
+def delivery_report(engine: Engine, selector: str | None = None, *, top: int = 5) -> Report:
+    with Session(engine) as session:
+        campaign = resolve_campaign(session, selector)
+        cid = campaign.id
+        list_name = session.get(MailingList, campaign.list_id)
+        conn = session.connection()
+        counts = {s: 0 for s in STATUS_ORDER}
+        for status, n in conn.execute(
+            select(Delivery.status, func.count()).where(Delivery.campaign_id == cid).group_by(Delivery.status)
+        ):
+            counts[status] = n
+        kinds = dict(
+            conn.execute(
+                select(BounceEvent.kind, func.count(distinct(BounceEvent.delivery_id)))
+                .where(BounceEvent.campaign_id == cid)
+                .group_by(BounceEvent.kind)
+            ).all()
+        )
+        reasons = [
+            BounceReason(kind, code, reason, n)
+            for kind, code, reason, n in conn.execute(
+                select(BounceEvent.kind, BounceEvent.smtp_code, BounceEvent.reason, func.count().label("n"))
+                .where(BounceEvent.campaign_id == cid)
+                .group_by(BounceEvent.kind, BounceEvent.smtp_code, BounceEvent.reason)
+                .order_by(func.count().desc(), BounceEvent.smtp_code)
+                .limit(top)
+            )
+        ]
+        unsubscribed = conn.execute(
+            select(func.count()).select_from(UnsubscribeEvent).where(UnsubscribeEvent.campaign_id == cid)
+        ).scalar_one()
+        last = conn.execute(select(func.max(Delivery.updated_at)).where(Delivery.campaign_id == cid)).scalar_one()
+    finished = campaign.finished_at or last
+    duration = (finished - campaign.started_at).total_seconds() if finished and campaign.started_at else None
+    sent = counts[DeliveryStatus.SENT]
+    return Report(
+        campaign_id=cid or 0,
+        newsletter=campaign.newsletter,
+        issue=campaign.issue,
+        list=list_name.name if list_name else str(campaign.list_id),
+        subject=campaign.subject,
+        status=campaign.status,
+        total=sum(counts.values()),
+        counts=counts,
+        bounced_hard=kinds.get("hard", 0),
+        bounced_soft=kinds.get("soft", 0),
+        unsubscribed=unsubscribed,
+        started_at=campaign.started_at,
+        finished_at=campaign.finished_at,
+        duration_seconds=duration,
+        rate_per_second=(sent / duration) if duration else None,
+        top_reasons=reasons,
+    )
+
+
+def render_table(report: Report) -> Group:
+    title = f"Campaign {report.campaign_id}: {report.newsletter} {report.issue} -> list '{report.list}' ({report.status})"
+    summary = Table(title=title, title_justify="left", show_header=True)
+    for column in ("queued", "sending", "sent", "deferred", "bounced", "hard", "soft", "failed", "skipped", "uncertain", "unsub.", "total"):
+        summary.add_column(column, justify="right")
+    c = report.counts
+    summary.add_row(
+        *(str(c.get(s, 0)) for s in ("queued", "sending", "sent", "deferred", "bounced")),
+        str(report.bounced_hard),
+        str(report.bounced_soft),
+        *(str(c.get(s, 0)) for s in ("failed", "skipped", "uncertain")),
+        str(report.unsubscribed),
+        str(report.total),
+    )
+    timing = Table.grid(padding=(0, 2))
+    timing.add_row("Subject", report.subject)
+    timing.add_row("Duration", f"{report.duration_seconds:.1f} s" if report.duration_seconds is not None else "-")
+    timing.add_row("Rate", f"{report.rate_per_second:.1f} messages/s" if report.rate_per_second else "-")
+    parts: list[Table] = [summary, timing]
+    if report.top_reasons:
+        reasons = Table(title="Top bounce reasons", title_justify="left")
+        for column in ("kind", "code", "count", "server's reply"):
+            reasons.add_column(column, justify="right" if column in ("code", "count") else "left")
+        for r in report.top_reasons:
+            reasons.add_row(r.kind, str(r.code or "-"), str(r.count), r.reason)
+        parts.append(reasons)
+    return Group(*parts)

@@ -1,0 +1,132 @@
+"""SMTP over aiosmtplib: reusable connections, TLS, AUTH, per-connection message limits, a shared rate limit.
+
+A reply to one message is returned as data (SmtpReply); only a relay we cannot reach or log in to at all
+raises TransportError.
+"""
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from dataclasses import dataclass
+
+import aiosmtplib
+
+from mailer.errors import TransportError
+from mailer.settings import SmtpTarget
+
+
+@dataclass(frozen=True)
+class SmtpReply:
+    """The server's answer to one message; code None means the connection was lost before an answer."""
+
+    code: int | None
+    text: str
+
+    @property
+    def outcome(self) -> str:
+        """'sent' for 2xx, 'bounced' for 5xx, 'deferred' for 4xx and lost connections."""
+        if self.code is not None and 200 <= self.code < 300:
+            return "sent"
+        if self.code is not None and 500 <= self.code < 600:
+            return "bounced"
+        return "deferred"
+
+
+class RateLimiter:
+    """At most `rate` sends per second across every connection that shares it (0 = unlimited)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        async with self._lock:
+            now = time.monotonic()
+            if self._next > now:
+                await asyncio.sleep(self._next - now)
+            self._next = max(now, self._next) + self.interval
+
+
+class SmtpConnection:
+    """One SMTP session, opened on first use and reopened after `max_messages` or a lost connection."""
+
+    def __init__(self, target: SmtpTarget, *, timeout: float = 30, max_messages: int = 500, connect_retries: int = 3) -> None:
+        self.target = target
+        self.timeout = timeout
+        self.max_messages = max_messages
+        self.connect_retries = connect_retries
+        self._smtp: aiosmtplib.SMTP | None = None
+        self._sent_on_connection = 0
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        t = self.target
+        context = ssl.create_default_context()
+        if not t.validate_certs:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        last: Exception | None = None
+        for attempt in range(self.connect_retries):
+            smtp = aiosmtplib.SMTP(
+                hostname=t.host,
+                port=t.port,
+                use_tls=t.implicit_tls,
+                start_tls=t.starttls if t.starttls else False,
+                tls_context=context,
+                timeout=self.timeout,
+            )
+            try:
+                await smtp.connect()
+                if t.username:
+                    await smtp.login(t.username, t.password or "")
+                return smtp
+            except aiosmtplib.SMTPAuthenticationError as exc:
+                smtp.close()
+                raise TransportError(f"SMTP login to {t} refused: {exc.code} {exc.message}") from None
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                smtp.close()
+                last = exc
+                await asyncio.sleep(0.2 * 2**attempt)
+        raise TransportError(f"cannot connect to SMTP relay {t}: {last}")
+
+    async def send(self, envelope_from: str, recipient: str, data: bytes) -> SmtpReply:
+        """One transaction: MAIL, RCPT, DATA. Returns the reply to DATA, or to whichever command failed."""
+        if self._smtp is None or not self._smtp.is_connected or self._sent_on_connection >= self.max_messages:
+            await self.close()
+            self._smtp = await self._connect()
+            self._sent_on_connection = 0
+        smtp = self._smtp
+        try:
+            await smtp.mail(envelope_from)
+            await smtp.rcpt(recipient)
+            response = await smtp.data(data)
+        except aiosmtplib.SMTPResponseException as exc:  # refused sender, recipient or data
+            await self._reset()
+            return SmtpReply(exc.code, exc.message)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError, OSError) as exc:
+            await self.close()
+            return SmtpReply(None, f"connection lost: {exc}")
+        self._sent_on_connection += 1
+        return SmtpReply(response.code, response.message)
+
+    async def _reset(self) -> None:
+        """RSET after a refused command so the session can carry the next message."""
+        if self._smtp is None:
+            return
+        try:
+            await self._smtp.rset()
+        except (aiosmtplib.SMTPException, OSError):
+            await self.close()
+
+    async def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            if smtp.is_connected:
+                await smtp.quit()
+        except (aiosmtplib.SMTPException, OSError):
+            smtp.close()

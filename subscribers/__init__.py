@@ -1,0 +1,1 @@
+"""The subscriber store: subscribers, lists, subscriptions, signed tokens, CSV import and export."""

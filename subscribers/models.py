@@ -1,0 +1,66 @@
+"""Tables of the subscriber store: subscribers, lists, subscriptions, unsubscribe events."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import StrEnum
+
+from sqlmodel import Field, SQLModel, UniqueConstraint
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class SubscriberStatus(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+class SubscriptionStatus(StrEnum):
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class Subscriber(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(unique=True, index=True, max_length=320)  # normalised, lower case
+    name: str = ""
+    language: str = "it"
+    status: str = Field(default=SubscriberStatus.ACTIVE, index=True)
+    consent_source: str = ""  # e.g. "import:contacts.csv", "form", "admin"
+    consent_at: datetime | None = None
+    token_version: int = 0  # bump to revoke every link sent to this subscriber
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class MailingList(SQLModel, table=True):
+    __tablename__ = "mailing_list"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    title: str = ""
+    language: str = "it"
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Subscription(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("list_id", "subscriber_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    list_id: int = Field(foreign_key="mailing_list.id", index=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
+    status: str = Field(default=SubscriptionStatus.ACTIVE)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class UnsubscribeEvent(SQLModel, table=True):
+    __tablename__ = "unsubscribe_event"
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
+    list_id: int | None = Field(default=None, foreign_key="mailing_list.id")
+    campaign_id: int | None = Field(default=None, index=True)
+    method: str  # one-click, page, form, admin, complaint, bounce
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,226 @@
+"""Named queries of the subscriber store. Every write goes through here."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from subscribers.errors import InvalidAddress, UnknownList, UnknownSubscriber
+from subscribers.models import (
+    MailingList,
+    Subscriber,
+    SubscriberStatus,
+    Subscription,
+    SubscriptionStatus,
+    UnsubscribeEvent,
+    utcnow,
+)
+
+
+def normalise_address(raw: str) -> str:
+    """Validated, normalised address (no DNS lookup); the whole address lower-cased for uniqueness."""
+    try:
+        result = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise InvalidAddress(f"{raw.strip()!r} is not a valid e-mail address: {exc}") from None
+    return (result.ascii_email or result.normalized).lower()
+
+
+def clean_name(name: str) -> str:
+    """One line of text: control characters and runs of whitespace collapse to single spaces."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in name).split())
+
+
+def get_list(session: Session, name: str) -> MailingList:
+    found = session.exec(select(MailingList).where(MailingList.name == name)).first()
+    if found is None:
+        known = ", ".join(session.exec(select(MailingList.name)).all()) or "none yet"
+        raise UnknownList(f"no list named {name!r} (lists: {known})")
+    return found
+
+
+def get_or_create_list(session: Session, name: str, *, title: str = "", language: str = "it") -> MailingList:
+    found = session.exec(select(MailingList).where(MailingList.name == name)).first()
+    if found is not None:
+        return found
+    created = MailingList(name=name, title=title or name, language=language)
+    session.add(created)
+    session.flush()
+    return created
+
+
+def find_subscriber(session: Session, email: str) -> Subscriber:
+    address = normalise_address(email)
+    found = session.exec(select(Subscriber).where(Subscriber.email == address)).first()
+    if found is None:
+        raise UnknownSubscriber(f"{address} is not a subscriber")
+    return found
+
+
+@dataclass
+class ImportCounts:
+    added: int = 0  # new subscribers, or existing ones newly put on the list
+    updated: int = 0  # already on the list: name/language filled in
+    suppressed: int = 0  # unsubscribed, bounced or complained: left alone, not resubscribed
+
+
+@dataclass(frozen=True)
+class NewSubscriber:
+    email: str  # already normalised
+    name: str = ""
+    language: str = "it"
+
+
+def add_subscribers(
+    session: Session,
+    mailing_list: MailingList,
+    people: Sequence[NewSubscriber],
+    *,
+    source: str,
+    resubscribe: bool = False,
+) -> ImportCounts:
+    """Put people on a list in one transaction (the caller commits).
+
+    Someone who unsubscribed or bounced is not put back unless `resubscribe` (an operator adding them
+    by hand); an import never overrides a recipient's choice to leave.
+    """
+    counts = ImportCounts()
+    now = utcnow()
+    assert mailing_list.id is not None
+    existing: dict[str, Subscriber] = {}
+    emails = [p.email for p in people]
+    for start in range(0, len(emails), 500):
+        chunk = emails[start : start + 500]
+        for sub in session.exec(select(Subscriber).where(col(Subscriber.email).in_(chunk))):
+            existing[sub.email] = sub
+    memberships = {
+        s.subscriber_id: s
+        for s in session.exec(select(Subscription).where(Subscription.list_id == mailing_list.id))
+    } if existing else {}
+
+    for person in people:
+        sub = existing.get(person.email)
+        if sub is None:
+            sub = Subscriber(
+                email=person.email,
+                name=person.name,
+                language=person.language,
+                status=SubscriberStatus.ACTIVE,
+                consent_source=source,
+                consent_at=now,
+            )
+            session.add(sub)
+            existing[person.email] = sub
+            session.flush()
+        elif sub.status != SubscriberStatus.ACTIVE and not resubscribe:
+            counts.suppressed += 1
+            continue
+        else:
+            sub.name = person.name or sub.name
+            sub.language = person.language or sub.language
+            if sub.status != SubscriberStatus.ACTIVE:
+                sub.status, sub.consent_source, sub.consent_at = SubscriberStatus.ACTIVE, source, now
+            sub.updated_at = now
+            session.add(sub)
+        membership = memberships.get(sub.id) if sub.id is not None else None
+        if membership is None:
+            assert sub.id is not None
+            membership = Subscription(list_id=mailing_list.id, subscriber_id=sub.id)
+            memberships[sub.id] = membership
+            counts.added += 1
+        elif membership.status == SubscriptionStatus.ACTIVE:
+            counts.updated += 1
+            continue
+        elif resubscribe:
+            membership.status, membership.updated_at = SubscriptionStatus.ACTIVE, now
+            counts.added += 1
+        else:
+            counts.suppressed += 1
+            continue
+        session.add(membership)
+    session.flush()
+    return counts
+
+
+def unsubscribe(
+    session: Session,
+    subscriber: Subscriber,
+    mailing_list: MailingList | None,
+    *,
+    method: str,
+    campaign_id: int | None = None,
+) -> int:
+    """End the subscription to one list (or every list); returns how many subscriptions ended."""
+    query = select(Subscription).where(
+        Subscription.subscriber_id == subscriber.id, Subscription.status == SubscriptionStatus.ACTIVE
+    )
+    if mailing_list is not None:
+        query = query.where(Subscription.list_id == mailing_list.id)
+    ended = 0
+    now = utcnow()
+    for membership in session.exec(query):
+        membership.status, membership.updated_at = SubscriptionStatus.UNSUBSCRIBED, now
+        session.add(membership)
+        assert subscriber.id is not None
+        session.add(
+            UnsubscribeEvent(
+                subscriber_id=subscriber.id, list_id=membership.list_id, campaign_id=campaign_id, method=method
+            )
+        )
+        ended += 1
+    session.flush()
+    return ended
+
+
+def suppress(session: Session, subscriber_id: int, status: SubscriberStatus) -> None:
+    """Stop all mail to a subscriber (hard bounce, complaint); their subscriptions are kept for the record."""
+    sub = session.get(Subscriber, subscriber_id)
+    if sub is not None and sub.status == SubscriberStatus.ACTIVE:
+        sub.status, sub.updated_at = status, utcnow()
+        session.add(sub)
+
+
+@dataclass(frozen=True)
+class ListedSubscriber:
+    email: str
+    name: str
+    language: str
+    status: str  # the subscriber's status, or 'unsubscribed' from this list
+    since: datetime
+
+
+def list_members(session: Session, mailing_list: MailingList | None, status: str | None = None) -> Iterator[ListedSubscriber]:
+    """Subscribers of a list (or everyone), in address order; status filters on the effective status."""
+    if mailing_list is None:
+        rows = session.exec(select(Subscriber).order_by(Subscriber.email))
+        for s in rows:
+            if status is None or s.status == status:
+                yield ListedSubscriber(s.email, s.name, s.language, s.status, s.created_at)
+        return
+    query = (
+        select(Subscriber, Subscription)
+        .join(Subscription, col(Subscription.subscriber_id) == Subscriber.id)
+        .where(Subscription.list_id == mailing_list.id)
+        .order_by(Subscriber.email)
+    )
+    for s, m in session.exec(query):
+        effective = s.status if s.status != SubscriberStatus.ACTIVE else m.status
+        if status is None or effective == status:
+            yield ListedSubscriber(s.email, s.name, s.language, effective, m.created_at)
+
+
+def count_active(session: Session, mailing_list: MailingList) -> int:
+    return session.exec(
+        select(func.count())
+        .select_from(Subscription)
+        .join(Subscriber, col(Subscriber.id) == Subscription.subscriber_id)
+        .where(
+            Subscription.list_id == mailing_list.id,
+            Subscription.status == SubscriptionStatus.ACTIVE,
+            Subscriber.status == SubscriberStatus.ACTIVE,
+        )
+    ).one()
