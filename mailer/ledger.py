@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from mailer.bounces import reason_group
 from mailer.errors import CampaignError
 from mailer.issue import Issue
 from mailer.models import BounceEvent, Campaign, CampaignStatus, Delivery, DeliveryStatus
@@ -216,6 +217,7 @@ def record_result(
                     kind="hard" if result.status == DeliveryStatus.BOUNCED else "soft",
                     smtp_code=result.code,
                     reason=result.reply[:1000],
+                    reason_group=reason_group(result.reply),
                     created_at=now,
                 )
             )

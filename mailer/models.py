@@ -83,5 +83,6 @@ class BounceEvent(SQLModel, table=True):
     kind: str  # "hard" or "soft"
     source: str = "smtp"  # "smtp" (reply during the session); later "dsn", "complaint"
     smtp_code: int | None = None
-    reason: str = ""
+    reason: str = ""  # the server's text, as received
+    reason_group: str = Field(default="", index=True)  # the text with addresses and ids blanked, for counting
     created_at: datetime = Field(default_factory=utcnow)

@@ -85,9 +85,9 @@ def delivery_report(engine: Engine, selector: str | None = None, *, top: int = 5
         reasons = [
             BounceReason(kind, code, reason, n)
             for kind, code, reason, n in conn.execute(
-                select(BounceEvent.kind, BounceEvent.smtp_code, BounceEvent.reason, func.count().label("n"))
+                select(BounceEvent.kind, BounceEvent.smtp_code, BounceEvent.reason_group, func.count().label("n"))
                 .where(BounceEvent.campaign_id == cid)
-                .group_by(BounceEvent.kind, BounceEvent.smtp_code, BounceEvent.reason)
+                .group_by(BounceEvent.kind, BounceEvent.smtp_code, BounceEvent.reason_group)
                 .order_by(func.count().desc(), BounceEvent.smtp_code)
                 .limit(top)
             )
@@ -119,25 +119,34 @@ def delivery_report(engine: Engine, selector: str | None = None, *, top: int = 5
     )
 
 
+ROWS = [
+    ("queued", "queued"),
+    ("sending", "in flight"),
+    ("sent", "sent"),
+    ("deferred", "deferred (retry due)"),
+    ("bounced", "bounced"),
+    ("failed", "failed (retries exhausted)"),
+    ("skipped", "skipped (left before their turn)"),
+    ("uncertain", "uncertain (lost in a crash)"),
+]
+
+
 def render_table(report: Report) -> Group:
-    title = f"Campaign {report.campaign_id}: {report.newsletter} {report.issue} -> list '{report.list}' ({report.status})"
-    summary = Table(title=title, title_justify="left", show_header=True)
-    for column in ("queued", "sending", "sent", "deferred", "bounced", "hard", "soft", "failed", "skipped", "uncertain", "unsub.", "total"):
-        summary.add_column(column, justify="right")
-    c = report.counts
-    summary.add_row(
-        *(str(c.get(s, 0)) for s in ("queued", "sending", "sent", "deferred", "bounced")),
-        str(report.bounced_hard),
-        str(report.bounced_soft),
-        *(str(c.get(s, 0)) for s in ("failed", "skipped", "uncertain")),
-        str(report.unsubscribed),
-        str(report.total),
-    )
-    timing = Table.grid(padding=(0, 2))
-    timing.add_row("Subject", report.subject)
-    timing.add_row("Duration", f"{report.duration_seconds:.1f} s" if report.duration_seconds is not None else "-")
-    timing.add_row("Rate", f"{report.rate_per_second:.1f} messages/s" if report.rate_per_second else "-")
-    parts: list[Table] = [summary, timing]
+    title = f"Campaign {report.campaign_id}: {report.newsletter} {report.issue} to list '{report.list}' ({report.status})"
+    table = Table(title=title, title_justify="left", show_header=False, min_width=50)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for status, label in ROWS:
+        table.add_row(label, str(report.counts.get(status, 0)))
+    table.add_section()
+    table.add_row("bounced hard (5xx)", str(report.bounced_hard))
+    table.add_row("bounced soft (4xx, lost line)", str(report.bounced_soft))
+    table.add_row("unsubscribed", str(report.unsubscribed))
+    table.add_section()
+    table.add_row("total deliveries", str(report.total))
+    table.add_row("duration", f"{report.duration_seconds:.1f} s" if report.duration_seconds is not None else "-")
+    table.add_row("rate", f"{report.rate_per_second:.1f} msg/s" if report.rate_per_second else "-")
+    parts: list[Table] = [table]
     if report.top_reasons:
         reasons = Table(title="Top bounce reasons", title_justify="left")
         for column in ("kind", "code", "count", "server's reply"):

@@ -1,0 +1,36 @@
+"""Shared fixtures: real SQLite files in a temporary folder, settings from the real config, sample issues."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from mailer.database import open_database
+from mailer.settings import PROJECT_ROOT, Settings, load_settings
+from subscribers import store
+
+EXAMPLES = PROJECT_ROOT / "examples"
+ISSUE_2026 = EXAMPLES / "2026-05-work-in-progress.md"
+ISSUE_2021 = EXAMPLES / "2021-05-work-in-progress.md"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings({"MAILER_DATABASE_URL": f"sqlite:///{tmp_path / 'mailer.sqlite'}"})
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Engine:
+    engine = open_database(settings.database_url)
+    yield engine
+    engine.dispose()
+
+
+def add_people(engine: Engine, emails: list[str], list_name: str = "work-in-progress") -> None:
+    with Session(engine) as session:
+        mailing_list = store.get_or_create_list(session, list_name)
+        people = [store.NewSubscriber(store.normalise_address(e), f"Nome {n}", "it") for n, e in enumerate(emails)]
+        store.add_subscribers(session, mailing_list, people, source="test")
+        session.commit()

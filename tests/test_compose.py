@@ -1,0 +1,80 @@
+"""Composer: both sample issues compose with every item; premailer keeps what the mobile layout needs."""
+from __future__ import annotations
+
+import html as htmllib
+import re
+from pathlib import Path
+
+import pytest
+
+from mailer.compose import EMAIL_SLOT, UNSUBSCRIBE_SLOT, compose, date_line, inline_css, mjml_to_html
+from mailer.issue import load_issue
+from mailer.settings import Settings
+from tests.conftest import ISSUE_2021, ISSUE_2026
+
+
+def visible_text(markup: str) -> str:
+    return " ".join(htmllib.unescape(re.sub(r"<[^>]+>", " ", markup)).split())
+
+
+@pytest.mark.parametrize("path", [ISSUE_2021, ISSUE_2026])
+def test_every_item_title_date_and_link_reaches_both_parts(settings: Settings, path: Path) -> None:
+    issue = load_issue(path)
+    composed = compose(issue, settings.newsletter(issue.newsletter), settings.base_url)
+    shown = visible_text(composed.html)
+    text = " ".join(composed.text.split())
+    for section in issue.sections:
+        assert section.title in shown and section.title.upper() in text
+        for item in section.items:
+            assert item.title in shown and item.title in text
+            if item.date_label:
+                assert item.date_label in shown and f"[{item.date_label}]" in text
+    for href in re.findall(r"\]\((https?://[^)]+)\)", path.read_text(encoding="utf-8")):
+        assert f'href="{href}"' in composed.html
+        assert href in composed.text
+
+
+def test_bare_urls_and_addresses_become_links(settings: Settings) -> None:
+    issue = load_issue(ISSUE_2026)
+    composed = compose(issue, settings.newsletter(issue.newsletter), settings.base_url)
+    assert 'href="mailto:evs.torino@comune.torino.it"' in composed.html
+    assert 'href="https://youth.europa.eu/go-abroad/volunteering/opportunities_it"' in composed.html
+    assert 'href="http://www.comune.torino.it/torinogiovani/volontariato/opportunita-sve-con-il-comune-di-torino"' in composed.html
+
+
+def test_masthead_footer_and_unsubscribe_text(settings: Settings) -> None:
+    issue = load_issue(ISSUE_2021)
+    composed = compose(issue, settings.newsletter(issue.newsletter), settings.base_url)
+    shown = visible_text(composed.html)
+    assert "Maggio 2021" in shown and "a cura del Servizio Gabinetto della Sindaca" in shown
+    assert "Gabinetto della Sindaca" in composed.text  # the issue's own contact block overrides config
+    assert "apposito modulo di questa pagina" in shown
+    assert f'href="{settings.base_url}/unsubscribe"' in composed.html
+    assert f'href="{UNSUBSCRIBE_SLOT}"' in composed.html and EMAIL_SLOT in composed.text
+    assert composed.warnings == []  # well under Gmail's clipping size
+    assert "fonts.googleapis.com" not in composed.html  # opening the mail fetches nothing from third parties
+
+
+def test_premailer_keeps_doctype_media_queries_and_important(settings: Settings) -> None:
+    issue = load_issue(ISSUE_2026)
+    composed = compose(issue, settings.newsletter(issue.newsletter), settings.base_url)
+    assert composed.html.startswith("<!DOCTYPE html>")
+    media = re.findall(r"@media[^{]*\{(?:[^{}]*\{[^}]*\})+[^}]*\}", composed.html)
+    assert any(".item-title" in m and "!important" in m for m in media), media
+    assert any("max-width:100%" in m.replace(" ", "") for m in media)  # MJML's column query
+    assert 'style="' in composed.html and re.search(r'<h2 class="item-title" style="[^"]*font-size:\s*18px', composed.html)
+
+
+def test_premailer_defaults_would_break_the_layout() -> None:
+    """Guards the reason inline_css exists: premailer's defaults drop the doctype and !important."""
+    from premailer import transform
+
+    compiled = mjml_to_html("<mjml><mj-head><mj-style>@media (max-width:480px){.x{color:red !important}}</mj-style></mj-head><mj-body><mj-section><mj-column><mj-text css-class='x'>a</mj-text></mj-column></mj-section></mj-body></mjml>")
+    assert not transform(compiled, allow_network=False).lstrip().upper().startswith("<!DOCTYPE")
+    ours = inline_css(compiled)
+    assert ours.startswith("<!DOCTYPE html>") and "red !important" in ours
+
+
+def test_date_line_from_issue_id(settings: Settings) -> None:
+    issue = load_issue(ISSUE_2026)
+    assert date_line(issue) == "Maggio 2026"

@@ -1,0 +1,89 @@
+"""Per-recipient message: headers, MIME structure and spliced bodies, checked by parsing with the stdlib."""
+from __future__ import annotations
+
+import email
+from email import policy
+from email.message import EmailMessage
+
+import pytest
+
+from mailer.compose import compose
+from mailer.issue import load_issue
+from mailer.message import MessageBuilder, Recipient
+from mailer.settings import Settings
+from subscribers.tokens import TokenSigner
+from tests.conftest import ISSUE_2026
+
+
+@pytest.fixture
+def built(settings: Settings) -> tuple[MessageBuilder, object]:
+    issue = load_issue(ISSUE_2026)
+    composed = compose(issue, settings.newsletter(issue.newsletter), settings.base_url)
+    return MessageBuilder(composed, TokenSigner(settings.secret_keys), base_url=settings.base_url, campaign_id=7, list_id=3), composed
+
+
+def parse(data: bytes) -> EmailMessage:
+    return email.message_from_bytes(data, policy=policy.default)  # type: ignore[return-value]
+
+
+def test_headers_of_a_campaign_message(built: tuple[MessageBuilder, object], settings: Settings) -> None:
+    builder, _ = built
+    out = builder.build(Recipient("lucia.ferrero@example.org", "Lucia Ferrèro", subscriber_id=42, delivery_id=1001))
+    msg = parse(out.data)
+    assert msg["Subject"] == "Work in Progress – maggio 2026"
+    assert b"Subject: =?utf-8?" in out.data or b"=?utf-8?b?4oCT?=" in out.data  # encoded word for the en dash
+    assert msg["To"].addresses[0].display_name == "Lucia Ferrèro"
+    assert msg["To"].addresses[0].addr_spec == "lucia.ferrero@example.org"
+    assert msg["From"].addresses[0].addr_spec == "international.affairs@comune.torino.it"
+    assert msg["Reply-To"] == "international.affairs@comune.torino.it"
+    assert msg["Message-ID"] == "<work-in-progress.2026-05.c7.d1001@comune.torino.it>"
+    assert msg["MIME-Version"] == "1.0" and msg["Date"].datetime is not None
+    assert msg["List-Id"] == "Work in Progress <work-in-progress.relint.comune.torino.it>"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    https, mailto = [part.strip().strip("<>") for part in msg["List-Unsubscribe"].split(",")]
+    assert https == builder.unsubscribe_url(Recipient("lucia.ferrero@example.org", subscriber_id=42))
+    assert https.startswith(settings.base_url + "/u/") and mailto.startswith("mailto:unsubscribe@comune.torino.it?subject=")
+    claim = TokenSigner(settings.secret_keys).read_unsubscribe_token(https.rsplit("/", 1)[1])
+    assert (claim.subscriber_id, claim.list_id) == (42, 3)
+    assert out.envelope_from.startswith("bounces+") and out.envelope_from.endswith("@comune.torino.it")
+    tag = out.envelope_from.split("+", 1)[1].split("@")[0]
+    assert TokenSigner(settings.secret_keys).read_bounce_tag(tag) == 1001
+
+
+def test_bodies_are_the_composed_parts_with_the_recipient_spliced_in(built: tuple[MessageBuilder, object]) -> None:
+    builder, composed = built
+    recipient = Recipient("a.b@example.net", "A <B> & C", subscriber_id=5, delivery_id=9)
+    msg = parse(builder.build(recipient).data)
+    assert msg.get_content_type() == "multipart/alternative"
+    text_part, html_part = msg.iter_parts()
+    assert (text_part.get_content_type(), html_part.get_content_type()) == ("text/plain", "text/html")
+    url = builder.unsubscribe_url(recipient)
+    expected_html = (
+        composed.html.replace("__MAILER_EMAIL__", "a.b@example.net").replace("__MAILER_UNSUBSCRIBE_URL__", url)
+        .replace("__MAILER_NAME__", "A &lt;B&gt; &amp; C")
+    )
+    assert html_part.get_content().replace("\r\n", "\n") == expected_html
+    expected_text = composed.text.replace("__MAILER_EMAIL__", "a.b@example.net").replace("__MAILER_UNSUBSCRIBE_URL__", url)
+    assert text_part.get_content().replace("\r\n", "\n") == expected_text
+    assert "__MAILER_" not in html_part.get_content() + text_part.get_content()
+
+
+def test_lines_are_short_and_crlf_terminated(built: tuple[MessageBuilder, object]) -> None:
+    builder, _ = built
+    data = builder.build(Recipient("x" * 60 + "@example.com", "N" * 200, delivery_id=3)).data
+    assert b"\n" not in data.replace(b"\r\n", b"")
+    body = data.split(b"\r\n\r\n", 1)[1]
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76
+    assert max(len(line) for line in data.split(b"\r\n")) < 998
+
+
+def test_a_name_cannot_add_headers(built: tuple[MessageBuilder, object]) -> None:
+    builder, _ = built
+    msg = parse(builder.build(Recipient("v@example.org", "Eve\r\nBcc: all@example.com", delivery_id=4)).data)
+    assert msg["Bcc"] is None and "Bcc" in msg["To"].addresses[0].display_name
+
+
+def test_test_messages_get_unique_ids(built: tuple[MessageBuilder, object]) -> None:
+    builder, _ = built
+    first, second = (builder.build(Recipient("t@example.org")).message_id for _ in range(2))
+    assert first != second and ".test." in first

@@ -1,0 +1,64 @@
+"""Settings: file, environment overrides, SMTP URLs, secrets only from the environment."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailer.errors import SettingsError
+from mailer.settings import DEVELOPMENT_SECRET_KEY, load_settings, parse_smtp_url
+
+
+def test_defaults_come_from_the_config_file() -> None:
+    settings = load_settings({})
+    assert settings.environment == "development" and settings.secret_keys == (DEVELOPMENT_SECRET_KEY,)
+    assert settings.database_url == "sqlite:///var/mailer.sqlite"
+    assert settings.newsletter("work-in-progress").reply_to == "international.affairs@comune.torino.it"
+
+
+def test_environment_overrides() -> None:
+    settings = load_settings({
+        "MAILER_DATABASE_URL": "postgresql://u@db/mailer",
+        "MAILER_SMTP_URL": "smtp://user:p%40ss@relay.example.net:587?starttls=true",
+        "MAILER_SECRET_KEYS": "newest, older",
+        "MAILER_BASE_URL": "https://newsletter.example.org/",
+        "MAILER_SMTP_CONNECTIONS": "8",
+    })
+    assert settings.database_url == "postgresql://u@db/mailer"
+    assert (settings.smtp.host, settings.smtp.port, settings.smtp.username, settings.smtp.password) == ("relay.example.net", 587, "user", "p@ss")
+    assert settings.smtp.starttls and not settings.smtp.implicit_tls
+    assert settings.secret_keys == ("newest", "older")
+    assert settings.base_url == "https://newsletter.example.org"
+    assert settings.smtp_connections == 8
+    assert "p@ss" not in repr(settings) and "p@ss" not in str(settings.smtp) and "newest" not in repr(settings)
+
+
+def test_smtps_means_implicit_tls() -> None:
+    target = parse_smtp_url("smtps://relay.example.net")
+    assert target.implicit_tls and target.port == 465
+    with pytest.raises(SettingsError, match="smtp://host:port"):
+        parse_smtp_url("http://relay.example.net")
+
+
+def test_development_key_is_refused_outside_development() -> None:
+    with pytest.raises(SettingsError, match="MAILER_SECRET_KEYS must be set"):
+        load_settings({"MAILER_ENV": "production"})
+    with pytest.raises(SettingsError, match="development secret key is refused"):
+        load_settings({"MAILER_ENV": "production", "MAILER_SECRET_KEYS": DEVELOPMENT_SECRET_KEY})
+    assert load_settings({"MAILER_ENV": "production", "MAILER_SECRET_KEYS": "s3cret"}).secret_keys == ("s3cret",)
+
+
+def test_secrets_in_a_settings_file_are_refused(tmp_path: Path) -> None:
+    config = tmp_path / "mailer.toml"
+    config.write_text('secret_keys = ["oops"]\n', encoding="utf-8")
+    with pytest.raises(SettingsError, match="must not be in a settings file"):
+        load_settings({"MAILER_CONFIG": str(config)})
+
+
+def test_bad_settings_file_and_numbers(tmp_path: Path) -> None:
+    config = tmp_path / "mailer.toml"
+    config.write_text("[smtp\n", encoding="utf-8")
+    with pytest.raises(SettingsError, match="mailer.toml"):
+        load_settings({"MAILER_CONFIG": str(config)})
+    with pytest.raises(SettingsError, match="MAILER_SMTP_CONNECTIONS must be a number"):
+        load_settings({"MAILER_SMTP_CONNECTIONS": "many"})
