@@ -82,7 +82,6 @@ class Dispatcher:
         self._limiter = RateLimiter(options.rate)
         self._unsent: dict[int, Claimed] = {}  # claimed, not yet handed to SMTP: released on stop
         self._stopping = asyncio.Event()
-        self._alive = 0
 
     def stop(self) -> None:
         """Finish the messages in flight, then stop; the rest stays queued for the next run."""
@@ -93,7 +92,6 @@ class Dispatcher:
         self.summary.uncertain_from_earlier = ledger.expire_leases(self.engine, self.campaign_id)
         ledger.mark_started(self.engine, self.campaign_id)
         queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=4 * len(self.senders))
-        self._alive = len(self.senders)
         producer = asyncio.create_task(self._produce(queue))
         workers = [asyncio.create_task(self._work(sender, queue)) for sender in self.senders]
         try:
@@ -148,13 +146,10 @@ class Dispatcher:
             try:
                 reply = await sender.send(outgoing.envelope_from, outgoing.recipient, outgoing.data)
             except TransportError as exc:
-                # This connection cannot be opened: hand the job to another worker, or stop if none is left.
-                self._alive -= 1
-                if self._alive == 0:
-                    self.summary.error = str(exc)
-                    self._stopping.set()
-                else:
-                    queue.put_nowait(job) if not queue.full() else await queue.put(job)
+                # The relay cannot be reached or refuses our login (after the connection's own retries):
+                # stop the run; this job and all others not yet sent go back to the queue.
+                self.summary.error = self.summary.error or str(exc)
+                self._stopping.set()
                 return
             self._unsent.pop(claimed.delivery_id, None)
             self._record(claimed, Result(OUTCOME_STATUS[reply.outcome], reply.code, reply.text))

@@ -50,12 +50,9 @@ def text_line(path: Path, offset: int) -> int:
 def parse_subscribers_csv(text: str, source: str = "<csv>", *, default_language: str = "it") -> CsvSubscribers:
     if not text.strip():
         raise CsvImportError(source, [(1, "the file is empty; expected a header line with an 'email' column")])
-    first_line = text.splitlines()[0]
-    try:
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(first_line, delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text, newline=""), dialect)
+    header_line = text.splitlines()[0]
+    delimiter = max(",;\t", key=header_line.count)  # spreadsheets in Italian locales export with ';'
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     problems: list[tuple[int, str]] = []
     by_email: dict[str, NewSubscriber] = {}
     rows = merged = 0
@@ -64,11 +61,18 @@ def parse_subscribers_csv(text: str, source: str = "<csv>", *, default_language:
         if "email" not in header:
             raise CsvImportError(source, [(1, f"no 'email' column in the header line (found: {', '.join(header)})")])
         index = {name: header.index(name) for name in ("email", "name", "language") if name in header}
+        line = reader.line_num
         for record in reader:
-            line = reader.line_num
+            line, end = line + 1, reader.line_num  # a quoted field may span lines: report where the row starts
             if not any(cell.strip() for cell in record):
+                line = end
                 continue
             rows += 1
+            if end != line or any("\n" in cell or "\r" in cell for cell in record):
+                problems.append((line, f"row runs over {end - line + 1} lines: a quote (\") is not closed"))
+                line = end
+                continue
+            line = end
             if len(record) != len(header):
                 problems.append((line, f"expected {len(header)} columns, found {len(record)}"))
                 continue
@@ -89,7 +93,7 @@ def parse_subscribers_csv(text: str, source: str = "<csv>", *, default_language:
             else:
                 by_email[email] = NewSubscriber(email, name, language)
     except csv.Error as exc:
-        problems.append((reader.line_num, f"unreadable CSV: {exc}"))
+        problems.append((line + 1, f"unreadable CSV: {exc}"))
     if problems:
         raise CsvImportError(source, problems)
     people = [NewSubscriber(p.email, p.name, p.language or default_language) for p in by_email.values()]

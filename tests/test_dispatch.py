@@ -1,0 +1,211 @@
+"""The dispatcher against a real SMTP server (aiosmtpd, in process, port 0) and a real SQLite file."""
+from __future__ import annotations
+
+import asyncio
+import email
+from collections import Counter
+from datetime import timedelta
+from email import policy
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from mailer import campaign as send_path
+from mailer.capture import DROP, CaptureServer, Rule
+from mailer.dispatch import RunSummary
+from mailer.issue import load_issue
+from mailer.models import BounceEvent, Campaign, Delivery, DeliveryStatus
+from mailer.report import delivery_report
+from mailer.settings import Settings, parse_smtp_url
+from subscribers import store
+from subscribers.models import Subscriber, SubscriberStatus, utcnow
+from tests.conftest import ISSUE_2026, add_people
+
+
+def send(engine: Engine, settings: Settings, server: CaptureServer, **overrides: object) -> tuple[Campaign, RunSummary]:
+    """What `mailer send --yes` does: plan, open the campaign, enqueue, dispatch."""
+    settings = settings.with_overrides(smtp=parse_smtp_url(server.url), **overrides)
+    plan = send_path.plan_send(engine, settings, load_issue(ISSUE_2026), None)
+    campaign = send_path.start_campaign(engine, plan)
+    return campaign, asyncio.run(send_path.dispatch_campaign(engine, settings, campaign, plan.composed))
+
+
+def with_server(rule: Rule | None, body):  # type: ignore[no-untyped-def]
+    async def main():  # type: ignore[no-untyped-def]
+        async with CaptureServer(rule=rule) as server:
+            return await body(server)
+    return asyncio.run(main())
+
+
+def deliveries(engine: Engine) -> dict[str, Delivery]:
+    with Session(engine) as session:
+        return {d.email: d for d in session.exec(select(Delivery))}
+
+
+def run_in_loop(engine: Engine, settings: Settings, rule: Rule | None = None, **overrides: object):  # type: ignore[no-untyped-def]
+    """Start a capture server and send through it, all in one event loop; returns (server, summary)."""
+    async def body(server: CaptureServer):  # type: ignore[no-untyped-def]
+        s = settings.with_overrides(smtp=parse_smtp_url(server.url), **overrides)
+        plan = send_path.plan_send(engine, s, load_issue(ISSUE_2026), None)
+        campaign = send_path.start_campaign(engine, plan)
+        summary = await send_path.dispatch_campaign(engine, s, campaign, plan.composed)
+        return server, summary
+    return with_server(rule, body)
+
+
+def test_a_thousand_subscribers_get_exactly_one_message_each(engine: Engine, settings: Settings) -> None:
+    emails = [f"reader{n}@example.{('org', 'net', 'com')[n % 3]}" for n in range(1000)]
+    add_people(engine, emails)
+    server, summary = run_in_loop(engine, settings)
+    received = Counter(r for m in server.messages for r in m.recipients)
+    assert received == Counter({e: 1 for e in emails})
+    assert summary.counts == {DeliveryStatus.SENT: 1000}
+    ids = set()
+    for m in server.messages:
+        parsed = email.message_from_bytes(m.data, policy=policy.default)
+        assert parsed["To"].addresses[0].addr_spec == m.recipients[0]
+        ids.add(parsed["Message-ID"])
+        assert m.envelope_from.startswith("bounces+")
+    assert len(ids) == 1000
+    rows = deliveries(engine)
+    assert all(d.status == DeliveryStatus.SENT and d.smtp_code == 250 and d.smtp_reply.startswith("2.0.0 Ok") for d in rows.values())
+    report = delivery_report(engine)
+    assert report.counts["sent"] == 1000 and report.status == "done" and report.rate_per_second
+
+
+def test_550_bounces_and_451_defers_with_the_servers_text(engine: Engine, settings: Settings) -> None:
+    def rule(rcpt: str) -> str | None:
+        if rcpt.startswith("nobody"):
+            return f"550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown"
+        if rcpt.startswith("later"):
+            return "451 4.7.1 Greylisted, please try again in 300 seconds"
+        return None
+
+    add_people(engine, ["ok1@example.org", "nobody1@example.org", "later1@example.net", "ok2@example.com", "nobody2@example.net"])
+    server, summary = run_in_loop(engine, settings, rule)
+    assert sorted(r for m in server.messages for r in m.recipients) == ["ok1@example.org", "ok2@example.com"]
+    rows = deliveries(engine)
+    bounced = rows["nobody1@example.org"]
+    assert (bounced.status, bounced.smtp_code) == (DeliveryStatus.BOUNCED, 550)
+    assert bounced.smtp_reply == "5.1.1 <nobody1@example.org>: Recipient address rejected: User unknown"
+    deferred = rows["later1@example.net"]
+    assert (deferred.status, deferred.smtp_code, deferred.attempts) == (DeliveryStatus.DEFERRED, 451, 1)
+    assert deferred.smtp_reply == "4.7.1 Greylisted, please try again in 300 seconds"
+    assert deferred.next_attempt_at.replace(tzinfo=None) > utcnow().replace(tzinfo=None) + timedelta(seconds=250)
+    with Session(engine) as session:
+        events = session.exec(select(BounceEvent).order_by(BounceEvent.id)).all()
+        assert sorted((e.kind, e.smtp_code) for e in events) == [("hard", 550), ("hard", 550), ("soft", 451)]
+        assert store.find_subscriber(session, "nobody1@example.org").status == SubscriberStatus.BOUNCED
+        assert store.find_subscriber(session, "later1@example.net").status == SubscriberStatus.ACTIVE
+    report = delivery_report(engine)
+    assert (report.bounced_hard, report.bounced_soft, report.counts["deferred"]) == (2, 1, 1)
+    assert report.top_reasons[0].count == 2 and "User unknown" in report.top_reasons[0].reason
+    assert report.status == "sending"  # a retry is still due
+
+
+def test_running_send_again_sends_nothing_twice(engine: Engine, settings: Settings) -> None:
+    def rule(rcpt: str) -> str | None:
+        return "451 4.3.0 try later" if rcpt.startswith("later") else None
+
+    add_people(engine, ["a@example.org", "b@example.org", "later@example.org"])
+
+    async def body(server: CaptureServer):  # type: ignore[no-untyped-def]
+        s = settings.with_overrides(smtp=parse_smtp_url(server.url))
+        issue = load_issue(ISSUE_2026)
+        for _ in range(3):
+            plan = send_path.plan_send(engine, s, issue, None)
+            campaign = send_path.start_campaign(engine, plan)
+            await send_path.dispatch_campaign(engine, s, campaign, plan.composed)
+        first_rounds = len(server.messages)
+        # the retry falls due: only the deferred delivery is tried again, once
+        with engine.begin() as conn:
+            conn.execute(update(Delivery).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+        server.handler.rule = None
+        plan = send_path.plan_send(engine, s, issue, None)
+        assert plan.to_send == 1 and plan.new_recipients == 0
+        await send_path.dispatch_campaign(engine, s, send_path.start_campaign(engine, plan), plan.composed)
+        return first_rounds, [r for m in server.messages for r in m.recipients]
+
+    first_rounds, received = with_server(rule, body)
+    assert first_rounds == 2
+    assert sorted(received) == ["a@example.org", "b@example.org", "later@example.org"]
+    rows = deliveries(engine)
+    assert len(rows) == 3 and rows["later@example.org"].attempts == 2
+    assert all(d.status == DeliveryStatus.SENT for d in rows.values())
+    with Session(engine) as session:
+        assert len(session.exec(select(Campaign)).all()) == 1
+
+
+def test_new_subscribers_join_a_rerun_without_repeating_the_others(engine: Engine, settings: Settings) -> None:
+    add_people(engine, ["first@example.org"])
+    run_in_loop(engine, settings)
+    add_people(engine, ["second@example.org"])
+    server, summary = run_in_loop(engine, settings)
+    assert [r for m in server.messages for r in m.recipients] == ["second@example.org"]
+
+
+def test_a_dropped_connection_defers_and_the_rest_still_go(engine: Engine, settings: Settings) -> None:
+    add_people(engine, [f"r{n}@example.org" for n in range(6)] + ["cut@example.org"])
+    server, summary = run_in_loop(engine, settings, lambda r: DROP if r.startswith("cut") else None, smtp_connections=2)
+    rows = deliveries(engine)
+    cut = rows["cut@example.org"]
+    assert cut.status == DeliveryStatus.DEFERRED and cut.smtp_code is None and cut.smtp_reply.startswith("connection lost")
+    assert sorted(r for m in server.messages for r in m.recipients) == [f"r{n}@example.org" for n in range(6)]
+
+
+def test_someone_who_left_after_enqueue_is_skipped(engine: Engine, settings: Settings) -> None:
+    add_people(engine, ["stays@example.org", "leaves@example.org"])
+
+    async def body(server: CaptureServer):  # type: ignore[no-untyped-def]
+        s = settings.with_overrides(smtp=parse_smtp_url(server.url))
+        plan = send_path.plan_send(engine, s, load_issue(ISSUE_2026), None)
+        campaign = send_path.start_campaign(engine, plan)
+        with Session(engine) as session:
+            store.unsubscribe(session, store.find_subscriber(session, "leaves@example.org"), None, method="one-click")
+            session.commit()
+        await send_path.dispatch_campaign(engine, s, campaign, plan.composed)
+        return [r for m in server.messages for r in m.recipients]
+
+    assert with_server(None, body) == ["stays@example.org"]
+    assert deliveries(engine)["leaves@example.org"].status == DeliveryStatus.SKIPPED
+
+
+def test_an_unreachable_relay_stops_and_leaves_everything_queued(engine: Engine, settings: Settings) -> None:
+    add_people(engine, ["a@example.org", "b@example.org"])
+    s = settings.with_overrides(smtp=parse_smtp_url("smtp://127.0.0.1:9"))  # discard port: nothing listens
+    plan = send_path.plan_send(engine, s, load_issue(ISSUE_2026), None)
+    campaign = send_path.start_campaign(engine, plan)
+    summary = asyncio.run(send_path.dispatch_campaign(engine, s, campaign, plan.composed))
+    assert summary.error and "cannot connect to SMTP relay smtp://127.0.0.1:9" in summary.error
+    assert summary.released == 2
+    assert {(d.status, d.attempts) for d in deliveries(engine).values()} == {(DeliveryStatus.QUEUED, 0)}
+
+
+def test_an_abandoned_claim_becomes_uncertain_and_is_not_resent(engine: Engine, settings: Settings) -> None:
+    add_people(engine, ["crashed@example.org", "fresh@example.org"])
+    plan = send_path.plan_send(engine, settings, load_issue(ISSUE_2026), None)
+    campaign = send_path.start_campaign(engine, plan)
+    with engine.begin() as conn:  # a worker claimed this row, then died
+        conn.execute(
+            update(Delivery).where(Delivery.email == "crashed@example.org")
+            .values(status="sending", lease_owner="dead", lease_until=utcnow() - timedelta(seconds=1), attempts=1)
+        )
+    server, summary = run_in_loop(engine, settings)
+    assert [r for m in server.messages for r in m.recipients] == ["fresh@example.org"]
+    assert summary.uncertain_from_earlier == 1
+    assert deliveries(engine)["crashed@example.org"].status == DeliveryStatus.UNCERTAIN
+
+
+def test_deferred_too_often_becomes_failed(engine: Engine, settings: Settings) -> None:
+    add_people(engine, ["never@example.org"])
+    for _ in range(2):
+        run_in_loop(engine, settings, lambda r: "421 4.4.5 too busy", max_attempts=2, retry_backoff=(0,))
+    row = deliveries(engine)["never@example.org"]
+    assert (row.status, row.attempts, row.smtp_code) == (DeliveryStatus.FAILED, 2, 421)
+
+
+def test_rate_limit_spaces_messages(engine: Engine, settings: Settings) -> None:
+    add_people(engine, [f"p{n}@example.org" for n in range(6)])
+    server, summary = run_in_loop(engine, settings, smtp_rate=20.0)
+    assert summary.counts[DeliveryStatus.SENT] == 6 and summary.elapsed >= 5 / 20

@@ -1,0 +1,97 @@
+"""CSV import/export and the store: validation, merging, all-or-nothing imports, suppression respected."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from subscribers import store
+from subscribers.csvio import parse_subscribers_csv, read_subscribers_csv, write_subscribers_csv
+from subscribers.errors import CsvImportError, InvalidAddress, UnknownList
+from subscribers.models import Subscriber, SubscriberStatus
+
+
+def test_addresses_are_validated_and_normalised() -> None:
+    assert store.normalise_address("  Mario.Rossi@Example.ORG ") == "mario.rossi@example.org"
+    for bad in ("mario.rossi", "a@b", "two@@example.org", "spaces in@example.org", "città@example.org"):
+        with pytest.raises(InvalidAddress):
+            store.normalise_address(bad)
+
+
+def test_duplicates_are_merged_and_gaps_filled() -> None:
+    parsed = parse_subscribers_csv("email,name,language\nA@example.org,,\na@example.org,Anna,en\nb@example.net,Bruno,\n")
+    assert parsed.rows == 3 and parsed.merged == 1
+    assert [(p.email, p.name, p.language) for p in parsed.people] == [
+        ("a@example.org", "Anna", "en"), ("b@example.net", "Bruno", "it"),
+    ]
+
+
+def test_spreadsheet_exports_with_semicolons_and_italian_headers() -> None:
+    parsed = parse_subscribers_csv("\ufeffE-mail;Nome;Lingua\nc@example.com;Carla D'Angelo;it\n".lstrip("\ufeff"))
+    assert [(p.email, p.name) for p in parsed.people] == [("c@example.com", "Carla D'Angelo")]
+
+
+@pytest.mark.parametrize(
+    "text,problems",
+    [
+        ("email,name\nok@example.org,Ok\nnot-an-address,Bad\n", [(3, "not a valid e-mail address")]),
+        ("email,name\nok@example.org,Ok,extra\n", [(2, "expected 2 columns, found 3")]),
+        ("email,name,language\nok@example.org,Ok,italiano\n", [(2, "language 'italiano'")]),
+        ("name,language\nOk,it\n", [(1, "no 'email' column")]),
+        ('email,name\nx@example.org,"A"x\n', [(2, "unreadable CSV")]),
+        ("email,name\nx@example.org,A\n\ny@,B\nz@example.org,\"unclosed\n", [(4, "not a valid"), (5, "unreadable CSV")]),
+    ],
+)
+def test_bad_rows_are_reported_with_line_numbers(text: str, problems: list[tuple[int, str]]) -> None:
+    with pytest.raises(CsvImportError) as caught:
+        parse_subscribers_csv(text, "people.csv")
+    found = caught.value.problems
+    assert [line for line, _ in found] == [line for line, _ in problems]
+    for (_, message), (_, fragment) in zip(found, problems):
+        assert fragment in message
+    assert "nothing was imported" in str(caught.value) and f"people.csv:{problems[0][0]}:" in str(caught.value)
+
+
+def test_a_bad_row_imports_nothing(engine: Engine, tmp_path: Path) -> None:
+    csv_path = tmp_path / "people.csv"
+    csv_path.write_text("email,name\ngood@example.org,Good\nbad@,Bad\n", encoding="utf-8")
+    with pytest.raises(CsvImportError):
+        read_subscribers_csv(csv_path)
+    with Session(engine) as session:
+        assert session.exec(select(Subscriber)).all() == []
+
+
+def test_import_does_not_resubscribe_people_who_left(engine: Engine) -> None:
+    with Session(engine) as session:
+        wip = store.get_or_create_list(session, "wip")
+        people = [store.NewSubscriber("a@example.org", "A"), store.NewSubscriber("b@example.org", "B")]
+        assert store.add_subscribers(session, wip, people, source="first").added == 2
+        store.unsubscribe(session, store.find_subscriber(session, "a@example.org"), wip, method="admin")
+        store.suppress(session, store.find_subscriber(session, "b@example.org").id or 0, SubscriberStatus.BOUNCED)
+        session.commit()
+        again = store.add_subscribers(session, wip, people + [store.NewSubscriber("c@example.org")], source="second")
+        assert (again.added, again.suppressed) == (1, 2)
+        assert store.count_active(session, wip) == 1
+        by_hand = store.add_subscribers(session, wip, people[:1], source="admin", resubscribe=True)
+        assert by_hand.added == 1 and store.count_active(session, wip) == 2
+
+
+def test_export_round_trips_through_import(engine: Engine) -> None:
+    with Session(engine) as session:
+        wip = store.get_or_create_list(session, "wip")
+        store.add_subscribers(session, wip, [store.NewSubscriber("z@example.org", "Zoé Müller", "en")], source="t")
+        session.commit()
+        buffer = io.StringIO()
+        assert write_subscribers_csv(store.list_members(session, wip), buffer) == 1
+    parsed = parse_subscribers_csv(buffer.getvalue().replace(",status,since", "").replace(",active,", ",").rsplit(",", 1)[0] + "\n")
+    assert [(p.email, p.name, p.language) for p in parsed.people] == [("z@example.org", "Zoé Müller", "en")]
+
+
+def test_unknown_list_names_the_known_ones(engine: Engine) -> None:
+    with Session(engine) as session:
+        store.get_or_create_list(session, "wip")
+        with pytest.raises(UnknownList, match="lists: wip"):
+            store.get_list(session, "wpi")
