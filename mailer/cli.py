@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -31,16 +32,21 @@ subscribers_app = typer.Typer(help="Manage subscribers and lists.", no_args_is_h
 app.add_typer(issue_app, name="issue")
 app.add_typer(subscribers_app, name="subscribers")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def main() -> None:
     try:
         app()
     except (MailerError, StoreError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
+        err.print(Text("error: ", style="red") + Text(str(exc)), highlight=False)
         sys.exit(1)
+
+
+def say(text: str, *, style: str | None = None, console: Console = out) -> None:
+    """Print user data literally: '[link](#)' in a warning is text, not Rich markup."""
+    console.print(text, style=style, markup=False, highlight=False)
 
 
 def _settings() -> Settings:
@@ -49,7 +55,7 @@ def _settings() -> Settings:
 
 def _print_warnings(issue: Issue) -> None:
     for warning in issue.warnings:
-        err.print(f"[yellow]{warning}[/yellow]", highlight=False)
+        say(f"{warning}", style="yellow", console=err)
 
 
 # ---- issues ---------------------------------------------------------------------------------------------
@@ -63,9 +69,9 @@ def issue_check(file: Path) -> None:
     _print_warnings(issue)
     composed = compose(issue, settings.newsletter(issue.newsletter), settings.base_url)
     for warning in composed.warnings:
-        err.print(f"[yellow]{file}: warning: {warning}[/yellow]", highlight=False)
+        say(f"{file}: warning: {warning}", style="yellow", console=err)
     items = sum(len(s.items) for s in issue.sections)
-    out.print(f"{file}: ok: {len(issue.sections)} sections, {items} items, {len(issue.warnings)} warnings", highlight=False)
+    say(f"{file}: ok: {len(issue.sections)} sections, {items} items, {len(issue.warnings)} warnings")
 
 
 @app.command()
@@ -76,7 +82,7 @@ def preview(file: Path, out_dir: Path = typer.Option(..., "--out", help="Folder 
     _print_warnings(issue)
     files = send_path.write_preview(settings, issue, out_dir)
     for kind, path in files.items():
-        out.print(f"{kind:5} {path}", highlight=False)
+        say(f"{kind:5} {path}")
 
 
 # ---- sending --------------------------------------------------------------------------------------------
@@ -99,26 +105,25 @@ def send(
         line = f"{reply.code or '-'} {reply.text}"
         if reply.outcome != "sent":
             raise MailerError(f"test message to {test} not accepted: {line}")
-        out.print(f"test message sent to {test} via {settings.smtp}: {line}", highlight=False)
+        say(f"test message sent to {test} via {settings.smtp}: {line}")
         return
 
     engine = open_database(settings.database_url)
     plan = send_path.plan_send(engine, settings, issue, list_name)
-    out.print(f"[bold]{issue.subject}[/bold]  ({issue.newsletter} {issue.issue})", highlight=False)
-    out.print(
+    say(f"{issue.subject}  ({issue.newsletter} {issue.issue})", style="bold")
+    say(
         f"list '{plan.mailing_list.name}': {plan.active} active subscribers; "
         f"to send now: {plan.to_send} ({plan.new_recipients} new, {plan.pending} queued or deferred)"
-        + (f"; already done: {', '.join(f'{n} {s}' for s, n in sorted(plan.done.items()))}" if plan.done else ""),
-        highlight=False,
+        + (f"; already done: {', '.join(f'{n} {s}' for s, n in sorted(plan.done.items()))}" if plan.done else "")
     )
     for warning in plan.warnings:
-        out.print(f"[yellow]warning: {warning}[/yellow]", highlight=False)
-    out.print(f"relay: {settings.smtp}", highlight=False)
+        say(f"warning: {warning}", style="yellow")
+    say(f"relay: {settings.smtp}")
     if dry_run:
-        out.print("dry run: nothing sent", highlight=False)
+        say("dry run: nothing sent")
         return
     if plan.to_send == 0:
-        out.print("nothing to send", highlight=False)
+        say("nothing to send")
         return
     question = f"Send to {plan.to_send} subscribers" + (f" despite {len(plan.warnings)} warning(s)" if plan.warnings else "") + "?"
     if not yes and not typer.confirm(question, default=False):
@@ -135,7 +140,7 @@ def _dispatch_with_progress(engine: Engine, settings: Settings, campaign: Campai
             summary = asyncio.run(send_path.dispatch_campaign(engine, settings, campaign, composed, on_result=advance))
         except KeyboardInterrupt:
             progress.stop()
-            err.print("[yellow]stopped: messages in flight were recorded; run the same send again to continue[/yellow]")
+            say("stopped: messages in flight were recorded; run the same send again to continue", style="yellow", console=err)
             raise typer.Exit(130) from None
     if summary.error:
         raise MailerError(f"{summary.error}; {summary.released} deliveries left queued: run the same send again to continue")
@@ -143,7 +148,7 @@ def _dispatch_with_progress(engine: Engine, settings: Settings, campaign: Campai
     if deferred:
         assert campaign.id is not None
         due = next_retry_at(engine, campaign.id)
-        out.print(f"{deferred} deferred; next retry due at {due:%Y-%m-%d %H:%M} UTC: run the same send again then", highlight=False)
+        say(f"{deferred} deferred; next retry due at {due:%Y-%m-%d %H:%M} UTC: run the same send again then")
 
 
 @app.command()
@@ -175,10 +180,9 @@ def subscribers_import(
         mailing_list = store.get_or_create_list(session, list_name, language=language)
         counts = store.add_subscribers(session, mailing_list, parsed.people, source=f"import:{csv_file.name}")
         session.commit()
-    out.print(
+    say(
         f"{csv_file}: {parsed.rows} rows, {parsed.merged} duplicates merged; list '{list_name}': "
-        f"{counts.added} added, {counts.updated} already subscribed, {counts.suppressed} unsubscribed or bounced (left out)",
-        highlight=False,
+        f"{counts.added} added, {counts.updated} already subscribed, {counts.suppressed} unsubscribed or bounced (left out)"
     )
 
 
@@ -198,7 +202,7 @@ def subscribers_add(
             session, mailing_list, [store.NewSubscriber(address, store.clean_name(name), language)], source="admin", resubscribe=True
         )
         session.commit()
-    out.print(f"{address}: {'added to' if counts.added else 'already on'} '{list_name}'", highlight=False)
+    say(f"{address}: {'added to' if counts.added else 'already on'} '{list_name}'")
 
 
 @subscribers_app.command("remove")
@@ -209,8 +213,9 @@ def subscribers_remove(email: str, list_name: Optional[str] = typer.Option(None,
         subscriber = store.find_subscriber(session, email)
         mailing_list = store.get_list(session, list_name) if list_name else None
         ended = store.unsubscribe(session, subscriber, mailing_list, method="admin")
+        address = subscriber.email
         session.commit()
-    out.print(f"{subscriber.email}: {ended} subscription(s) ended", highlight=False)
+    say(f"{address}: {ended} subscription(s) ended")
 
 
 @subscribers_app.command("list")
@@ -223,7 +228,7 @@ def subscribers_list(
     with Session(engine) as session:
         mailing_list = store.get_list(session, list_name) if list_name else None
         count = write_subscribers_csv(store.list_members(session, mailing_list, status), sys.stdout)
-    err.print(f"{count} subscribers", highlight=False)
+    say(f"{count} subscribers", console=err)
 
 
 @subscribers_app.command("export")
@@ -237,7 +242,7 @@ def subscribers_export(
     with Session(engine) as session, output.open("w", encoding="utf-8", newline="") as handle:
         mailing_list = store.get_list(session, list_name) if list_name else None
         count = write_subscribers_csv(store.list_members(session, mailing_list, status), handle)
-    out.print(f"{count} subscribers written to {output}", highlight=False)
+    say(f"{count} subscribers written to {output}")
 
 
 # ---- local tools ----------------------------------------------------------------------------------------
@@ -252,7 +257,7 @@ def capture_server(
 
     async def serve() -> None:
         async with CaptureServer(maildir=maildir, port=port, keep_in_memory=False) as server:
-            out.print(f"capturing on {server.url} into {maildir}/new (Ctrl-C to stop)", highlight=False)
+            say(f"capturing on {server.url} into {maildir}/new (Ctrl-C to stop)")
             await asyncio.Event().wait()
 
     try:

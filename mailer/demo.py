@@ -73,18 +73,18 @@ def run_demo(folder: Path, issue_file: Path, count: int, console: Console) -> No
         mailing_list = store.get_or_create_list(session, newsletter.list, title=newsletter.title)
         counts = store.add_subscribers(session, mailing_list, parsed.people, source=f"import:{csv_path.name}")
         session.commit()
-    console.print(f"database      {folder / 'demo.sqlite'} (SQLite, WAL)", highlight=False)
-    console.print(f"subscribers   {counts.added} imported from {csv_path} ({parsed.merged} duplicate rows merged)", highlight=False)
-    console.print(f"issue         {issue_file}: {len(issue.sections)} sections, {len(issue.items)} items, {len(issue.warnings)} warnings (see `mailer issue check`)", highlight=False)
+    console.print(f"database      {folder / 'demo.sqlite'} (SQLite, WAL)", highlight=False, markup=False)
+    console.print(f"subscribers   {counts.added} imported from {csv_path} ({parsed.merged} duplicate rows merged)", highlight=False, markup=False)
+    console.print(f"issue         {issue_file}: {len(issue.sections)} sections, {len(issue.items)} items, {len(issue.warnings)} warnings (see `mailer issue check`)", highlight=False, markup=False)
     files = send_path.write_preview(settings, issue, folder / "preview")
 
     maildir = folder / "maildir"
     campaign_id = asyncio.run(_send(settings, engine, issue, maildir, console))
     console.print(render_table(delivery_report(engine, str(campaign_id))))
-    console.print(f"HTML preview  {files['html'].resolve()}", highlight=False)
-    console.print(f"text part     {files['text'].resolve()}", highlight=False)
-    console.print(f"whole message {files['eml'].resolve()}", highlight=False)
-    console.print(f"captured mail {len(list((maildir / 'new').iterdir()))} messages in {(maildir / 'new').resolve()}", highlight=False)
+    console.print(f"HTML preview  {files['html'].resolve()}", highlight=False, markup=False)
+    console.print(f"text part     {files['text'].resolve()}", highlight=False, markup=False)
+    console.print(f"whole message {files['eml'].resolve()}", highlight=False, markup=False)
+    console.print(f"captured mail {len(list((maildir / 'new').iterdir()))} messages in {(maildir / 'new').resolve()}", highlight=False, markup=False)
     console.print(
         f"again         MAILER_DATABASE_URL=sqlite:///{folder / 'demo.sqlite'} .venv/bin/mailer report --json", highlight=False
     )
@@ -93,7 +93,7 @@ def run_demo(folder: Path, issue_file: Path, count: int, console: Console) -> No
 async def _send(settings: Settings, engine, issue, maildir: Path, console: Console) -> int:  # type: ignore[no-untyped-def]
     async with CaptureServer(maildir=maildir, rule=demo_rule, keep_in_memory=False) as server:
         settings = settings.with_overrides(smtp=parse_smtp_url(server.url))
-        console.print(f"SMTP relay    capture server {server.url} -> {maildir}", highlight=False)
+        console.print(f"SMTP relay    capture server {server.url} -> {maildir}", highlight=False, markup=False)
         plan = send_path.plan_send(engine, settings, issue, None)
         campaign = send_path.start_campaign(engine, plan)
         progress, advance = send_progress(console, plan.to_send)

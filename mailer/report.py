@@ -7,6 +7,7 @@ from datetime import datetime
 
 from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import distinct, func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
@@ -132,7 +133,7 @@ ROWS = [
 
 
 def render_table(report: Report) -> Group:
-    title = f"Campaign {report.campaign_id}: {report.newsletter} {report.issue} to list '{report.list}' ({report.status})"
+    title = Text(f"Campaign {report.campaign_id}: {report.newsletter} {report.issue} to list '{report.list}' ({report.status})")
     table = Table(title=title, title_justify="left", show_header=False, min_width=50)
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -152,6 +153,6 @@ def render_table(report: Report) -> Group:
         for column in ("kind", "code", "count", "server's reply"):
             reasons.add_column(column, justify="right" if column in ("code", "count") else "left")
         for r in report.top_reasons:
-            reasons.add_row(r.kind, str(r.code or "-"), str(r.count), r.reason)
+            reasons.add_row(r.kind, str(r.code or "-"), str(r.count), Text(r.reason))  # server text is not markup
         parts.append(reasons)
     return Group(*parts)

@@ -1,0 +1,154 @@
+"""The `mailer` command as a user runs it: a real process, a real SQLite file, a real SMTP server."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailer.capture import CaptureServer
+from mailer.settings import PROJECT_ROOT
+from tests.conftest import ISSUE_2026
+
+MAILER = [sys.executable, "-c", "from mailer.cli import main; main()"]
+
+
+def run(args: list[str], env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        MAILER + args, env={**os.environ, **env}, input=stdin, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120
+    )
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"MAILER_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite'}", "COLUMNS": "120"}
+
+
+@pytest.fixture
+def relay() -> Iterator[CaptureServer]:
+    """A capture server in its own thread's event loop, for commands run as subprocesses."""
+    started = threading.Event()
+    state: dict[str, object] = {}
+
+    async def serve() -> None:
+        async with CaptureServer(rule=lambda r: "550 5.1.1 User unknown" if r.startswith("ghost") else None) as server:
+            state["server"], state["loop"], state["stop"] = server, asyncio.get_running_loop(), asyncio.Event()
+            started.set()
+            await state["stop"].wait()  # type: ignore[attr-defined]
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    assert started.wait(10)
+    yield state["server"]  # type: ignore[misc]
+    state["loop"].call_soon_threadsafe(state["stop"].set)  # type: ignore[attr-defined]
+    thread.join(10)
+
+
+def test_issue_check_lists_warnings_with_lines(env: dict[str, str]) -> None:
+    result = run(["issue", "check", str(ISSUE_2026)], env)
+    assert result.returncode == 0, result.stderr
+    assert "3 sections, 16 items" in result.stdout
+    assert f"{ISSUE_2026}:27: warning: placeholder link [link](#)" in result.stderr
+    assert "has no date label" in result.stderr and "section 'Coming Soon' is empty" in result.stderr
+
+
+def test_a_malformed_issue_is_one_clear_error(env: dict[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.md"
+    bad.write_text('---\nnewsletter: work-in-progress\nissue: "2026-06"\nlanguage: it\nsubject: [oops\n---\n# S\n', encoding="utf-8")
+    result = run(["issue", "check", str(bad)], env)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: {bad}:5: error: front matter is not valid YAML")
+    assert "Traceback" not in result.stderr
+
+
+def test_preview_writes_html_text_and_eml(env: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "preview"
+    result = run(["preview", str(ISSUE_2026), "--out", str(out)], env)
+    assert result.returncode == 0, result.stderr
+    html = (out / "index.html").read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and "anteprima@example.org" in html
+    assert "CITIES MISSION CONFERENCE 2026" in (out / "message.txt").read_text(encoding="utf-8")
+    assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in (out / "message.eml").read_bytes()
+
+
+def test_subscribers_import_list_export_remove(env: dict[str, str], tmp_path: Path) -> None:
+    people = tmp_path / "people.csv"
+    people.write_text("email;nome;lingua\nanna@example.org;Anna Rossi;it\nANNA@example.org;;\nben@example.net;Ben;en\n", encoding="utf-8")
+    result = run(["subscribers", "import", str(people), "--list", "wip"], env)
+    assert result.returncode == 0, result.stderr
+    assert "3 rows, 1 duplicates merged" in result.stdout and "2 added" in result.stdout
+    broken = tmp_path / "broken.csv"
+    broken.write_text("email,name\ncarla@example.com,Carla\nnot-an-address,X\n", encoding="utf-8")
+    result = run(["subscribers", "import", str(broken), "--list", "wip"], env)
+    assert result.returncode == 1 and f"{broken}:3:" in result.stderr and "nothing was imported" in result.stderr
+    assert run(["subscribers", "add", "dario@example.com", "--list", "wip", "--name", "Dario"], env).returncode == 0
+    assert run(["subscribers", "remove", "ben@example.net", "--list", "wip"], env).returncode == 0
+    listed = run(["subscribers", "list", "--list", "wip"], env).stdout.splitlines()
+    assert listed[0] == "email,name,language,status,since"
+    assert [line.split(",")[:4] for line in listed[1:]] == [
+        ["anna@example.org", "Anna Rossi", "it", "active"], ["ben@example.net", "Ben", "en", "unsubscribed"],
+        ["dario@example.com", "Dario", "it", "active"],
+    ]
+    exported = tmp_path / "export.csv"
+    assert run(["subscribers", "export", "--list", "wip", "--out", str(exported), "--status", "active"], env).returncode == 0
+    assert exported.read_text(encoding="utf-8").count("\n") == 3
+    missing = run(["subscribers", "remove", "nobody@example.org"], env)
+    assert missing.returncode == 1 and "nobody@example.org is not a subscriber" in missing.stderr
+
+
+def test_send_asks_then_sends_once_and_reports(env: dict[str, str], tmp_path: Path, relay: CaptureServer) -> None:
+    env = {**env, "MAILER_SMTP_URL": relay.url}
+    people = tmp_path / "people.csv"
+    people.write_text("email,name\n" + "".join(f"p{n}@example.org,P {n}\n" for n in range(20)) + "ghost@example.org,G\n", encoding="utf-8")
+    assert run(["subscribers", "import", str(people), "--list", "work-in-progress"], env).returncode == 0
+
+    dry = run(["send", str(ISSUE_2026), "--dry-run"], env)
+    assert dry.returncode == 0 and "to send now: 21" in dry.stdout and "dry run: nothing sent" in dry.stdout
+    refused = run(["send", str(ISSUE_2026)], env, stdin="n\n")
+    assert refused.returncode == 1 and "despite" in refused.stdout and "warning: " in refused.stdout
+    assert relay.messages == []
+
+    sent = run(["send", str(ISSUE_2026), "--yes"], env)
+    assert sent.returncode == 0, sent.stderr
+    assert "sent" in sent.stdout and "User unknown" in sent.stdout
+    assert len(relay.messages) == 20
+    again = run(["send", str(ISSUE_2026), "--yes"], env)
+    assert "nothing to send" in again.stdout and len(relay.messages) == 20
+
+    report = json.loads(run(["report", "--json"], env).stdout)
+    assert report["counts"]["sent"] == 20 and report["counts"]["bounced"] == 1 and report["bounced_hard"] == 1
+    assert report["top_reasons"][0]["reason"] == "5.1.1 User unknown" and report["rate_per_second"] > 0
+    table = run(["report", "2026-05"], env)
+    assert "bounced hard (5xx)" in table.stdout and "duration" in table.stdout
+
+
+def test_test_send_goes_to_one_address_marked_as_test(env: dict[str, str], relay: CaptureServer) -> None:
+    result = run(["send", str(ISSUE_2026), "--test", "redazione@example.org"], {**env, "MAILER_SMTP_URL": relay.url})
+    assert result.returncode == 0, result.stderr
+    assert [m.recipients for m in relay.messages] == [["redazione@example.org"]]
+    assert b"Subject: [PROVA] Work in Progress" in relay.messages[0].data
+
+
+def test_send_to_an_unreachable_relay_says_so(env: dict[str, str], tmp_path: Path) -> None:
+    env = {**env, "MAILER_SMTP_URL": "smtp://127.0.0.1:9"}
+    assert run(["subscribers", "add", "a@example.org", "--list", "work-in-progress"], env).returncode == 0
+    result = run(["send", str(ISSUE_2026), "--yes"], env)
+    assert result.returncode == 1 and "cannot connect to SMTP relay smtp://127.0.0.1:9" in result.stderr
+    assert "1 deliveries left queued" in result.stderr
+
+
+def test_demo_runs_the_whole_path(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    result = run(["demo", "--subscribers", "120", "--dir", str(folder)], {"COLUMNS": "120"})
+    assert result.returncode == 0, result.stderr
+    assert "120 imported" in result.stdout and "Top bounce reasons" in result.stdout
+    captured = list((folder / "maildir" / "new").iterdir())
+    assert 100 < len(captured) < 120  # the demo relay bounces and greylists a few sample addresses
+    assert f"captured mail {len(captured)} messages" in result.stdout
+    assert (folder / "preview" / "index.html").is_file() and (folder / "demo.sqlite").is_file()
