@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, literal, select as core_select, update
+from sqlalchemy import and_, func, insert, literal, select as core_select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -183,15 +183,14 @@ def record_result(
     max_attempts: int,
     backoff: Sequence[int],
 ) -> DeliveryStatus:
-    """Write one result at once (its own transaction). Returns the status stored: a deferral past
+    """Write one result at once, in its own transaction. Returns the status stored: a deferral past
     max_attempts is stored as failed; a row whose lease this owner lost is left alone (UNCERTAIN returned)."""
     now = utcnow()
     status = result.status
     values: dict[str, object] = {
         "smtp_code": result.code, "smtp_reply": result.reply[:1000], "lease_owner": None, "lease_until": None, "updated_at": now,
     }
-    with Session(engine) as session:
-        conn = session.connection()
+    with engine.connect() as conn, conn.begin() as transaction:
         if status == DeliveryStatus.DEFERRED:
             attempts = conn.execute(core_select(D.attempts).where(D.id == claimed.delivery_id)).scalar_one()
             if attempts >= max_attempts:
@@ -206,15 +205,16 @@ def record_result(
             .values(status=status, **values)
         )
         if updated.rowcount != 1:
-            session.rollback()
+            transaction.rollback()
             return DeliveryStatus.UNCERTAIN
         if result.status in (DeliveryStatus.BOUNCED, DeliveryStatus.DEFERRED):
-            session.add(
-                BounceEvent(
+            conn.execute(
+                insert(BounceEvent.__table__).values(  # type: ignore[attr-defined]
                     delivery_id=claimed.delivery_id,
                     campaign_id=campaign_id,
                     subscriber_id=claimed.subscriber_id,
                     kind="hard" if result.status == DeliveryStatus.BOUNCED else "soft",
+                    source="smtp",
                     smtp_code=result.code,
                     reason=result.reply[:1000],
                     reason_group=reason_group(result.reply),
@@ -222,8 +222,7 @@ def record_result(
                 )
             )
         if status == DeliveryStatus.BOUNCED:
-            suppress(session, claimed.subscriber_id, SubscriberStatus.BOUNCED)
-        session.commit()
+            suppress(conn, claimed.subscriber_id, SubscriberStatus.BOUNCED)
     return status
 
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func
+from sqlalchemy import func, update
+from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
 from subscribers.errors import InvalidAddress, UnknownList, UnknownSubscriber
@@ -176,12 +177,15 @@ def unsubscribe(
     return ended
 
 
-def suppress(session: Session, subscriber_id: int, status: SubscriberStatus) -> None:
-    """Stop all mail to a subscriber (hard bounce, complaint); their subscriptions are kept for the record."""
-    sub = session.get(Subscriber, subscriber_id)
-    if sub is not None and sub.status == SubscriberStatus.ACTIVE:
-        sub.status, sub.updated_at = status, utcnow()
-        session.add(sub)
+def suppress(conn: Connection, subscriber_id: int, status: SubscriberStatus) -> None:
+    """Stop all mail to a subscriber (hard bounce, complaint), inside the caller's transaction.
+    Their subscriptions are kept for the record."""
+    table = Subscriber.__table__  # type: ignore[attr-defined]
+    conn.execute(
+        update(table)
+        .where(table.c.id == subscriber_id, table.c.status == SubscriberStatus.ACTIVE)
+        .values(status=status, updated_at=utcnow())
+    )
 
 
 @dataclass(frozen=True)

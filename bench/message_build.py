@@ -1,0 +1,55 @@
+"""Per-recipient message building: the splice against one email.message.EmailMessage per recipient.
+
+Both run in this process, one after the other, on the same composed issue, so the ratio is what counts
+(the machine is shared). Prints messages per second on one core and the ratio.
+"""
+from __future__ import annotations
+
+import time
+from email.message import EmailMessage
+
+from mailer.compose import compose
+from mailer.issue import load_issue
+from mailer.message import MessageBuilder, Recipient
+from mailer.settings import PROJECT_ROOT, load_settings
+from subscribers.tokens import TokenSigner
+
+SPLICED = 20_000
+STDLIB = 300
+
+
+def main() -> None:
+    settings = load_settings({})
+    issue = load_issue(PROJECT_ROOT / "examples" / "2026-05-work-in-progress.md")
+    started = time.perf_counter()
+    composed = compose(issue, settings.newsletter(issue.newsletter), settings.base_url)
+    compose_s = time.perf_counter() - started
+    builder = MessageBuilder(composed, TokenSigner(settings.secret_keys), base_url=settings.base_url, campaign_id=1, list_id=1)
+    recipients = [Recipient(f"lettore{n}@example.org", f"Lettore Numero {n}", n, 0, n) for n in range(SPLICED)]
+
+    started = time.perf_counter()
+    size = 0
+    for r in recipients:
+        size += len(builder.build(r).data)
+    spliced_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    for r in recipients[:STDLIB]:
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = "a@example.org", r.email, composed.subject
+        msg["List-Unsubscribe"] = f"<{builder.unsubscribe_url(r)}>"
+        msg.set_content(composed.text.replace("__MAILER_EMAIL__", r.email))
+        msg.add_alternative(composed.html.replace("__MAILER_EMAIL__", r.email), subtype="html")
+        msg.as_bytes()
+    stdlib_s = time.perf_counter() - started
+
+    per_splice = spliced_s / SPLICED
+    per_stdlib = stdlib_s / STDLIB
+    print(f"compose once (Jinja + MJML + premailer): {compose_s * 1000:.0f} ms, HTML {len(composed.html) // 1000} KB")
+    print(f"spliced build:   {SPLICED / spliced_s:9.0f} messages/s  ({per_splice * 1e6:.1f} us each, {size / SPLICED / 1000:.0f} KB)")
+    print(f"EmailMessage:    {STDLIB / stdlib_s:9.0f} messages/s  ({per_stdlib * 1e6:.0f} us each)")
+    print(f"ratio:           {per_stdlib / per_splice:9.0f}x")
+
+
+if __name__ == "__main__":
+    main()
