@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
@@ -20,7 +22,7 @@ from mailer.issue import Issue, load_issue
 from mailer.ledger import next_retry_at
 from mailer.models import Campaign, DeliveryStatus
 from mailer.progress import send_progress
-from mailer.report import delivery_report, render_table
+from mailer.report import campaign_history, delivery_report, render_history, render_table
 from mailer.settings import Settings, load_settings
 from subscribers import store
 from subscribers.csvio import read_subscribers_csv, write_subscribers_csv
@@ -163,6 +165,20 @@ def report(
         print(result.to_json())
     else:
         out.print(render_table(result))
+
+
+@app.command()
+def campaigns(
+    limit: int = typer.Option(24, help="How many, newest first"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table"),
+) -> None:
+    """Delivery figures of recent campaigns side by side: how each issue fared over time."""
+    engine = open_database(_settings().database_url)
+    lines = campaign_history(engine, limit)
+    if as_json:
+        print(json.dumps([asdict(line) for line in lines], default=str, indent=2, ensure_ascii=False))
+    else:
+        out.print(render_history(lines))
 
 
 # ---- subscribers ----------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 from rich.console import Group
 from rich.table import Table
@@ -13,8 +14,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 from sqlmodel import select as sm_select
 
+from mailer import ledger
+
 from mailer.errors import CampaignError
-from mailer.models import BounceEvent, Campaign, Delivery, DeliveryStatus
+from mailer.models import BounceEvent, Campaign, DeliveryStatus
 from subscribers.models import MailingList, UnsubscribeEvent
 
 STATUS_ORDER = [str(s) for s in DeliveryStatus]
@@ -33,7 +36,7 @@ class Report:
     campaign_id: int
     newsletter: str
     issue: str
-    list: str
+    list_name: str
     subject: str
     status: str
     total: int
@@ -65,46 +68,44 @@ def resolve_campaign(session: Session, selector: str | None) -> Campaign:
     return campaign
 
 
+B = BounceEvent.__table__.c  # type: ignore[attr-defined]
+U = UnsubscribeEvent.__table__.c  # type: ignore[attr-defined]
+
+
 def delivery_report(engine: Engine, selector: str | None = None, *, top: int = 5) -> Report:
     with Session(engine) as session:
         campaign = resolve_campaign(session, selector)
-        cid = campaign.id
-        list_name = session.get(MailingList, campaign.list_id)
-        conn = session.connection()
-        counts = {s: 0 for s in STATUS_ORDER}
-        for status, n in conn.execute(
-            select(Delivery.status, func.count()).where(Delivery.campaign_id == cid).group_by(Delivery.status)
-        ):
-            counts[status] = n
-        kinds = dict(
-            conn.execute(
-                select(BounceEvent.kind, func.count(distinct(BounceEvent.delivery_id)))
-                .where(BounceEvent.campaign_id == cid)
-                .group_by(BounceEvent.kind)
-            ).all()
-        )
+        mailing_list = session.get(MailingList, campaign.list_id)
+        session.expunge_all()
+    cid = campaign.id or 0
+    counts = {s: 0 for s in STATUS_ORDER} | ledger.count_by_status(engine, cid)
+    with engine.connect() as conn:
+        kinds: dict[str, int] = {
+            kind: n
+            for kind, n in conn.execute(
+                select(B.kind, func.count(distinct(B.delivery_id))).where(B.campaign_id == cid).group_by(B.kind)
+            )
+        }
         reasons = [
             BounceReason(kind, code, reason, n)
             for kind, code, reason, n in conn.execute(
-                select(BounceEvent.kind, BounceEvent.smtp_code, BounceEvent.reason_group, func.count().label("n"))
-                .where(BounceEvent.campaign_id == cid)
-                .group_by(BounceEvent.kind, BounceEvent.smtp_code, BounceEvent.reason_group)
-                .order_by(func.count().desc(), BounceEvent.smtp_code)
+                select(B.kind, B.smtp_code, B.reason_group, func.count())
+                .where(B.campaign_id == cid)
+                .group_by(B.kind, B.smtp_code, B.reason_group)
+                .order_by(func.count().desc(), B.smtp_code)
                 .limit(top)
             )
         ]
-        unsubscribed = conn.execute(
-            select(func.count()).select_from(UnsubscribeEvent).where(UnsubscribeEvent.campaign_id == cid)
-        ).scalar_one()
-        last = conn.execute(select(func.max(Delivery.updated_at)).where(Delivery.campaign_id == cid)).scalar_one()
+        unsubscribed = conn.execute(select(func.count()).where(U.campaign_id == cid)).scalar_one()
+        last = conn.execute(select(func.max(ledger.D.updated_at)).where(ledger.D.campaign_id == cid)).scalar_one()
     finished = campaign.finished_at or last
     duration = (finished - campaign.started_at).total_seconds() if finished and campaign.started_at else None
     sent = counts[DeliveryStatus.SENT]
     return Report(
-        campaign_id=cid or 0,
+        campaign_id=cid,
         newsletter=campaign.newsletter,
         issue=campaign.issue,
-        list=list_name.name if list_name else str(campaign.list_id),
+        list_name=mailing_list.name if mailing_list else str(campaign.list_id),
         subject=campaign.subject,
         status=campaign.status,
         total=sum(counts.values()),
@@ -133,7 +134,7 @@ ROWS = [
 
 
 def render_table(report: Report) -> Group:
-    title = Text(f"Campaign {report.campaign_id}: {report.newsletter} {report.issue} to list '{report.list}' ({report.status})")
+    title = Text(f"Campaign {report.campaign_id}: {report.newsletter} {report.issue} to list '{report.list_name}' ({report.status})")
     table = Table(title=title, title_justify="left", show_header=False, min_width=50)
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -156,3 +157,57 @@ def render_table(report: Report) -> Group:
             reasons.add_row(r.kind, str(r.code or "-"), str(r.count), Text(r.reason))  # server text is not markup
         parts.append(reasons)
     return Group(*parts)
+
+
+@dataclass(frozen=True)
+class CampaignLine:
+    """One campaign in the history: what operators compare issue to issue."""
+
+    campaign_id: int
+    newsletter: str
+    issue: str
+    list_name: str
+    status: str
+    started_at: datetime | None
+    total: int
+    sent: int
+    bounced: int
+    deferred: int
+    failed: int
+    unsubscribed: int
+
+
+def campaign_history(engine: Engine, limit: int = 24) -> list[CampaignLine]:
+    """The newest campaigns first, with their delivery counts."""
+    D, C, L = ledger.D, ledger.C, MailingList.__table__.c  # type: ignore[attr-defined]
+
+    def status_count(status: DeliveryStatus) -> Any:
+        return select(func.count()).where(D.campaign_id == C.id, D.status == status).scalar_subquery()
+
+    query = (
+        select(
+            C.id, C.newsletter, C.issue, L.name, C.status, C.started_at,
+            select(func.count()).where(D.campaign_id == C.id).scalar_subquery(),
+            status_count(DeliveryStatus.SENT), status_count(DeliveryStatus.BOUNCED),
+            status_count(DeliveryStatus.DEFERRED), status_count(DeliveryStatus.FAILED),
+            select(func.count()).where(U.campaign_id == C.id).scalar_subquery(),
+        )
+        .join_from(Campaign.__table__, MailingList.__table__, L.id == C.list_id)  # type: ignore[attr-defined]
+        .order_by(C.id.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [CampaignLine(*row) for row in conn.execute(query)]
+
+
+def render_history(lines: list[CampaignLine]) -> Table:
+    table = Table(title="Campaigns, newest first", title_justify="left")
+    for column in ("id", "issue", "list", "started", "status", "sent", "bounced", "deferred", "failed", "unsub."):
+        table.add_column(column, justify="left" if column in ("issue", "list", "status") else "right")
+    for c in lines:
+        table.add_row(
+            str(c.campaign_id), Text(c.issue), Text(c.list_name),
+            f"{c.started_at:%Y-%m-%d}" if c.started_at else "-", c.status,
+            f"{c.sent}/{c.total}", str(c.bounced), str(c.deferred), str(c.failed), str(c.unsubscribed),
+        )
+    return table

@@ -104,8 +104,8 @@ def add_subscribers(
     } if existing else {}
 
     for person in people:
-        sub = existing.get(person.email)
-        if sub is None:
+        found = existing.get(person.email)
+        if found is None:
             sub = Subscriber(
                 email=person.email,
                 name=person.name,
@@ -117,10 +117,11 @@ def add_subscribers(
             session.add(sub)
             existing[person.email] = sub
             session.flush()
-        elif sub.status != SubscriberStatus.ACTIVE and not resubscribe:
+        elif found.status != SubscriberStatus.ACTIVE and not resubscribe:
             counts.suppressed += 1
             continue
         else:
+            sub = found
             sub.name = person.name or sub.name
             sub.language = person.language or sub.language
             if sub.status != SubscriberStatus.ACTIVE:

@@ -67,9 +67,12 @@ class TokenSigner:
             raise InvalidToken("bounce address tag is not valid") from None
 
 
-def _claim(serializer: URLSafeSerializer, token: str, purpose: str, **kwargs: int) -> Claim:
+def _claim(serializer: URLSafeSerializer | URLSafeTimedSerializer, token: str, purpose: str, max_age: int | None = None) -> Claim:
     try:
-        value = serializer.loads(token, **kwargs)
+        if isinstance(serializer, URLSafeTimedSerializer):
+            value = serializer.loads(token, max_age=max_age)
+        else:
+            value = serializer.loads(token)
     except BadData as exc:
         expired = type(exc).__name__ == "SignatureExpired"
         raise InvalidToken(f"{purpose} link {'has expired' if expired else 'is not valid'}") from None

@@ -152,3 +152,15 @@ def test_demo_runs_the_whole_path(tmp_path: Path) -> None:
     assert 100 < len(captured) < 120  # the demo relay bounces and greylists a few sample addresses
     assert f"captured mail {len(captured)} messages" in result.stdout
     assert (folder / "preview" / "index.html").is_file() and (folder / "demo.sqlite").is_file()
+
+
+def test_campaigns_over_time(env: dict[str, str], tmp_path: Path, relay: CaptureServer) -> None:
+    env = {**env, "MAILER_SMTP_URL": relay.url}
+    assert run(["subscribers", "add", "a@example.org", "--list", "work-in-progress"], env).returncode == 0
+    assert run(["subscribers", "add", "ghost@example.org", "--list", "work-in-progress"], env).returncode == 0
+    from tests.conftest import ISSUE_2021
+    for issue in (ISSUE_2021, ISSUE_2026):
+        assert run(["send", str(issue), "--yes"], env).returncode == 0
+    lines = json.loads(run(["campaigns", "--json"], env).stdout)
+    assert [(c["issue"], c["sent"], c["bounced"], c["total"]) for c in lines] == [("2026-05", 1, 0, 1), ("2021-05", 1, 1, 2)]
+    assert "2021-05" in run(["campaigns"], env).stdout
