@@ -197,7 +197,7 @@ def campaign_history(engine: Engine, limit: int = 24) -> list[CampaignLine]:
         .limit(limit)
     )
     with engine.connect() as conn:
-        return [CampaignLine(*row) for row in conn.execute(query)]
+        return [CampaignLine(*row) for row in conn.execute(query)]  # type: ignore[call-arg]  # columns in field order
 
 
 def render_history(lines: list[CampaignLine]) -> Table:

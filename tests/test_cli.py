@@ -164,3 +164,34 @@ def test_campaigns_over_time(env: dict[str, str], tmp_path: Path, relay: Capture
     lines = json.loads(run(["campaigns", "--json"], env).stdout)
     assert [(c["issue"], c["sent"], c["bounced"], c["total"]) for c in lines] == [("2026-05", 1, 0, 1), ("2021-05", 1, 1, 2)]
     assert "2021-05" in run(["campaigns"], env).stdout
+
+
+def test_ctrl_c_stops_cleanly_and_the_next_run_finishes_the_job(env: dict[str, str], tmp_path: Path, relay: CaptureServer) -> None:
+    import signal
+    import sqlite3
+    import time
+
+    env = {**env, "MAILER_SMTP_URL": relay.url, "MAILER_SMTP_RATE": "25"}  # slow enough to interrupt mid-send
+    people = tmp_path / "people.csv"
+    people.write_text("email\n" + "".join(f"p{n}@example.org\n" for n in range(80)), encoding="utf-8")
+    assert run(["subscribers", "import", str(people), "--list", "work-in-progress"], env).returncode == 0
+    process = subprocess.Popen(
+        MAILER + ["send", str(ISSUE_2026), "--yes"], env={**os.environ, **env}, cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 30
+    while len(relay.messages) < 10 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert "stopped" in stderr and "Traceback" not in stderr
+    db = sqlite3.connect(env["MAILER_DATABASE_URL"].removeprefix("sqlite:///"))
+    states = dict(db.execute("SELECT status, count(*) FROM delivery GROUP BY status").fetchall())
+    db.close()
+    assert set(states) == {"sent", "queued"}, states  # nothing left claimed, nothing lost
+    assert states["sent"] == len(relay.messages) and 10 <= states["sent"] < 80
+
+    assert run(["send", str(ISSUE_2026), "--yes"], {**env, "MAILER_SMTP_RATE": "0"}).returncode == 0
+    received = [r for m in relay.messages for r in m.recipients]
+    assert sorted(received) == sorted(f"p{n}@example.org" for n in range(80))  # each exactly once
