@@ -1,10 +1,22 @@
-"""Pure helpers about bounce replies: grouping servers' texts into reasons an operator can count."""
+"""Pure rules about SMTP replies: what a reply means for the delivery, the address and the run.
+
+Only a refusal of the address itself (5.1.x bad mailbox or domain, 5.2.1 mailbox disabled, or a bare
+550/551/553 to RCPT) is a hard bounce that suppresses the subscriber. A 5xx about the message or our
+reputation (5.7.x policy, 5.3.4 too big, spam filters after DATA) or a full mailbox (5.2.2) ends this
+delivery as bounced but keeps the address. A refusal of our sender (MAIL FROM) is nobody's bounce: the run
+stops and every unsent delivery stays queued.
+"""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+
+from mailer.models import DeliveryStatus
+from mailer.transport import DATA, DONE, MAIL, SmtpReply
 
 _ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>]+>?")
 _QUEUE_ID = re.compile(r"\b(?=[A-Za-z0-9]*\d)[A-Za-z0-9]{8,}\b")
+_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
 def reason_group(reply: str) -> str:
@@ -13,3 +25,43 @@ def reason_group(reply: str) -> str:
     text = _ADDRESS.sub("<address>", reply)
     text = _QUEUE_ID.sub("<id>", text)
     return " ".join(text.split())[:300]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: DeliveryStatus | None  # None: not recorded, the delivery goes back to the queue
+    bounce: str | None = None  # "hard", "soft" or None: the bounce event to log
+    suppress: bool = False  # stop all mail to this address
+    stop_run: bool = False  # the relay refuses us as a whole
+    rejection: bool = False  # a 5xx about the message, not the address (counted to spot a blocked relay)
+
+
+def classify(reply: SmtpReply) -> Verdict:
+    code, stage = reply.code, reply.stage
+    if stage == DONE and code is not None and 200 <= code < 300:
+        return Verdict(DeliveryStatus.SENT)
+    if stage == MAIL and code is not None:
+        return Verdict(None, stop_run=True)
+    if code is None:  # the line was lost
+        if stage == DATA:  # the message may have been accepted before the line went: never resend blindly
+            return Verdict(DeliveryStatus.UNCERTAIN)
+        return Verdict(DeliveryStatus.DEFERRED, bounce="soft")
+    if 400 <= code < 500:
+        return Verdict(DeliveryStatus.DEFERRED, bounce="soft")
+    if address_refused(reply):
+        return Verdict(DeliveryStatus.BOUNCED, bounce="hard", suppress=True)
+    return Verdict(DeliveryStatus.BOUNCED, bounce="soft", rejection=stage == DATA or _enhanced(reply.text)[:2] == ("5", "7"))
+
+
+def address_refused(reply: SmtpReply) -> bool:
+    """Does this 5xx say the address itself does not work?"""
+    enhanced = _enhanced(reply.text)
+    if enhanced:
+        klass, subject, detail = enhanced
+        return subject == "1" or (subject == "2" and detail == "1")
+    return reply.stage != DATA and reply.code in (550, 551, 553)
+
+
+def _enhanced(text: str) -> tuple[str, str, str] | tuple[()]:
+    match = _ENHANCED.match(text)
+    return (match.group(1), match.group(2), match.group(3)) if match else ()

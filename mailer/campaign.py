@@ -4,6 +4,8 @@ This is the composition root the CLI (and later the web app) calls; each step is
 """
 from __future__ import annotations
 
+import asyncio
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from email import message_from_bytes, policy
@@ -18,6 +20,7 @@ from mailer.dispatch import Dispatcher, DispatchOptions, RunSummary
 from mailer.issue import Issue
 from mailer.message import MessageBuilder, Recipient
 from mailer.models import Campaign, DeliveryStatus
+from mailer.errors import SettingsError
 from mailer.settings import Settings
 from mailer.transport import SmtpConnection, SmtpReply
 from subscribers.models import MailingList
@@ -98,13 +101,17 @@ async def dispatch_campaign(
     composed: Composed,
     *,
     on_result: Callable[[DeliveryStatus], None] | None = None,
+    handle_signals: bool = False,
 ) -> RunSummary:
     assert campaign.id is not None
+    senders = make_senders(settings)
+    if not senders:
+        raise SettingsError("MAILER_SMTP_CONNECTIONS must be at least 1")
     dispatcher = Dispatcher(
         engine,
         campaign.id,
         builder_for(settings, composed, campaign.id, campaign.list_id),
-        make_senders(settings),
+        senders,
         DispatchOptions(
             batch_size=settings.batch_size,
             lease_seconds=settings.lease_seconds,
@@ -114,7 +121,17 @@ async def dispatch_campaign(
         ),
         on_result=on_result,
     )
-    return await dispatcher.run()
+    if not handle_signals:
+        return await dispatcher.run()
+    # Ctrl-C or SIGTERM: finish the messages in flight, record them, give the rest back to the queue.
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, dispatcher.stop)
+    try:
+        return await dispatcher.run()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
 
 
 async def send_test(settings: Settings, issue: Issue, address: str) -> SmtpReply:

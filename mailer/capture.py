@@ -41,7 +41,9 @@ class Received:
 @dataclass
 class CaptureHandler:
     maildir: Path | None = None
-    rule: Rule | None = None
+    rule: Rule | None = None  # answers RCPT TO
+    sender_rule: Rule | None = None  # answers MAIL FROM
+    data_rule: Rule | None = None  # answers the end of DATA, given the first recipient; DROP stores, then hangs up
     messages: list[Received] = field(default_factory=list)
     keep_in_memory: bool = True
     _box: mailbox.Maildir | None = None
@@ -50,6 +52,14 @@ class CaptureHandler:
         if self.maildir is not None:
             self.maildir.parent.mkdir(parents=True, exist_ok=True)
             self._box = mailbox.Maildir(str(self.maildir), create=True)
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
+        answer = self.sender_rule(address) if self.sender_rule else None
+        if answer:
+            return answer
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 OK"
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
         answer = self.rule(address) if self.rule else None
@@ -64,11 +74,17 @@ class CaptureHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         data = envelope.original_content or b""
+        answer = self.data_rule(envelope.rcpt_tos[0]) if self.data_rule and envelope.rcpt_tos else None
+        if answer and answer != DROP:
+            return answer
         if self._box is not None:
             self._box.add(data)
         received = Received(str(envelope.mail_from), list(envelope.rcpt_tos), data)
         if self.keep_in_memory:
             self.messages.append(received)
+        if answer == DROP:  # accepted, but the line goes before the reply: the sender cannot know
+            assert server.transport is not None
+            server.transport.close()
         queue_id = len(self.messages)
         return f"250 2.0.0 Ok: queued as C{queue_id:06d}"
 
@@ -76,8 +92,20 @@ class CaptureHandler:
 class CaptureServer:
     """`async with CaptureServer(...) as server:` listens on 127.0.0.1:server.port (port 0 = any free port)."""
 
-    def __init__(self, *, maildir: Path | None = None, rule: Rule | None = None, port: int = 0, host: str = "127.0.0.1", keep_in_memory: bool = True) -> None:
-        self.handler = CaptureHandler(maildir=maildir, rule=rule, keep_in_memory=keep_in_memory)
+    def __init__(
+        self,
+        *,
+        maildir: Path | None = None,
+        rule: Rule | None = None,
+        sender_rule: Rule | None = None,
+        data_rule: Rule | None = None,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        keep_in_memory: bool = True,
+    ) -> None:
+        self.handler = CaptureHandler(
+            maildir=maildir, rule=rule, sender_rule=sender_rule, data_rule=data_rule, keep_in_memory=keep_in_memory
+        )
         self.host = host
         self.port = port
         self._server: asyncio.base_events.Server | None = None

@@ -15,11 +15,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from mailer import campaign as send_path
+from mailer.bounces import classify
 from mailer.compose import Composed, compose
 from mailer.database import open_database
 from mailer.errors import MailerError
 from mailer.issue import Issue, load_issue
-from mailer.ledger import next_retry_at
+from mailer.ledger import next_retry_at, requeue_uncertain
 from mailer.models import Campaign, DeliveryStatus
 from mailer.progress import send_progress
 from mailer.report import campaign_history, delivery_report, render_history, render_table
@@ -97,6 +98,9 @@ def send(
     test: Optional[str] = typer.Option(None, "--test", metavar="ADDRESS", help="Send only to this address, subject marked as a test"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be sent; send nothing"),
     allow_changed: bool = typer.Option(False, "--allow-changed", help="Continue a campaign although the issue file changed"),
+    resend_uncertain: bool = typer.Option(
+        False, "--resend-uncertain", help="Also resend deliveries whose outcome was lost (some may arrive twice)"
+    ),
 ) -> None:
     """Send an issue to every active subscriber of a list. Running it again never sends anyone the issue twice."""
     settings = _settings()
@@ -105,13 +109,16 @@ def send(
         _print_warnings(issue)
         reply = asyncio.run(send_path.send_test(settings, issue, store.normalise_address(test)))
         line = f"{reply.code or '-'} {reply.text}"
-        if reply.outcome != "sent":
+        if classify(reply).status != DeliveryStatus.SENT:
             raise MailerError(f"test message to {test} not accepted: {line}")
         say(f"test message sent to {test} via {settings.smtp}: {line}")
         return
 
     engine = open_database(settings.database_url)
     plan = send_path.plan_send(engine, settings, issue, list_name)
+    if resend_uncertain and plan.campaign_id is not None and not dry_run:
+        say(f"{requeue_uncertain(engine, plan.campaign_id)} uncertain deliveries queued again")
+        plan = send_path.plan_send(engine, settings, issue, list_name)
     say(f"{issue.subject}  ({issue.newsletter} {issue.issue})", style="bold")
     say(
         f"list '{plan.mailing_list.name}': {plan.active} active subscribers; "
@@ -138,19 +145,24 @@ def send(
 def _dispatch_with_progress(engine: Engine, settings: Settings, campaign: Campaign, composed: Composed, total: int) -> None:
     progress, advance = send_progress(out, total)
     with progress:
-        try:
-            summary = asyncio.run(send_path.dispatch_campaign(engine, settings, campaign, composed, on_result=advance))
-        except KeyboardInterrupt:
-            progress.stop()
-            say("stopped: messages in flight were recorded; run the same send again to continue", style="yellow", console=err)
-            raise typer.Exit(130) from None
+        summary = asyncio.run(
+            send_path.dispatch_campaign(engine, settings, campaign, composed, on_result=advance, handle_signals=True)
+        )
     if summary.error:
         raise MailerError(f"{summary.error}; {summary.released} deliveries left queued: run the same send again to continue")
+    if summary.stopped:
+        say(f"stopped: messages in flight were recorded, {summary.released} deliveries left queued; "
+            "run the same send again to continue", style="yellow", console=err)
+        raise typer.Exit(130)
     deferred = summary.counts.get(DeliveryStatus.DEFERRED, 0)
     if deferred:
         assert campaign.id is not None
         due = next_retry_at(engine, campaign.id)
         say(f"{deferred} deferred; next retry due at {due:%Y-%m-%d %H:%M} UTC: run the same send again then")
+    uncertain = summary.counts.get(DeliveryStatus.UNCERTAIN, 0) + summary.uncertain_from_earlier
+    if uncertain:
+        say(f"{uncertain} uncertain: the line was lost while the message was being handed over, so it may have "
+            "arrived; they are not resent unless you run the send again with --resend-uncertain", style="yellow")
 
 
 @app.command()

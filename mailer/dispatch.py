@@ -1,8 +1,8 @@
 """Dispatcher: claim a batch -> build each message -> send over a pool of connections -> record each result.
 
 One producer claims deliveries and builds their messages into a bounded queue (memory stays flat whatever
-the list size); one worker per SMTP connection sends and records. Stopping (Ctrl-C, relay unreachable)
-lets in-flight messages finish and be recorded, and gives every claimed-but-unsent delivery back.
+the list size); one worker per SMTP connection sends and records. Stopping (stop(), a signal, a relay that
+refuses us) lets in-flight messages finish and be recorded, and gives every claimed-but-unsent delivery back.
 """
 from __future__ import annotations
 
@@ -18,13 +18,12 @@ from typing import Protocol
 from sqlalchemy.engine import Engine
 
 from mailer import ledger
+from mailer.bounces import classify
 from mailer.errors import TransportError
 from mailer.ledger import Claimed, Result
 from mailer.message import MessageBuilder, Outgoing, Recipient
 from mailer.models import DeliveryStatus
 from mailer.transport import RateLimiter, SmtpReply
-
-OUTCOME_STATUS = {"sent": DeliveryStatus.SENT, "bounced": DeliveryStatus.BOUNCED, "deferred": DeliveryStatus.DEFERRED}
 
 
 class Sender(Protocol):
@@ -37,11 +36,12 @@ class Sender(Protocol):
 
 @dataclass(frozen=True)
 class DispatchOptions:
-    batch_size: int = 200
+    batch_size: int = 20
     lease_seconds: int = 600
     max_attempts: int = 5
     retry_backoff: Sequence[int] = (300, 900, 3600, 14400)
     rate: float = 0.0
+    max_rejections: int = 10  # this many message rejections in a row means the relay blocks us: stop
 
 
 @dataclass
@@ -49,12 +49,9 @@ class RunSummary:
     counts: Counter[str] = field(default_factory=Counter)
     elapsed: float = 0.0
     uncertain_from_earlier: int = 0
-    released: int = 0
-    error: str | None = None
-
-    @property
-    def attempted(self) -> int:
-        return sum(v for k, v in self.counts.items() if k != DeliveryStatus.SKIPPED)
+    released: int = 0  # claimed deliveries given back unsent
+    stopped: bool = False  # stop() or a signal ended the run early
+    error: str | None = None  # the relay refused us; the rest stays queued
 
 
 _Job = tuple[Claimed, Outgoing]
@@ -71,6 +68,8 @@ class Dispatcher:
         *,
         on_result: Callable[[DeliveryStatus], None] | None = None,
     ) -> None:
+        if not senders:
+            raise ValueError("the dispatcher needs at least one SMTP connection")
         self.engine = engine
         self.campaign_id = campaign_id
         self.builder = builder
@@ -82,22 +81,40 @@ class Dispatcher:
         self._limiter = RateLimiter(options.rate)
         self._unsent: dict[int, Claimed] = {}  # claimed, not yet handed to SMTP: released on stop
         self._stopping = asyncio.Event()
+        self._rejections = 0
+        self._queue_size = 4 * len(self.senders)
+        if options.rate > 0:
+            # A claimed row waits at most (batch + queue) sends; its lease must outlast that comfortably.
+            wait = (options.batch_size + self._queue_size + len(self.senders)) / options.rate
+            self.lease_seconds = max(options.lease_seconds, int(3 * wait))
+        else:
+            self.lease_seconds = options.lease_seconds
 
     def stop(self) -> None:
         """Finish the messages in flight, then stop; the rest stays queued for the next run."""
+        if not self._stopping.is_set():
+            self.summary.stopped = True
+            self._stopping.set()
+
+    def _fail(self, message: str) -> None:
+        self.summary.error = self.summary.error or message
         self._stopping.set()
 
     async def run(self) -> RunSummary:
         started = time.monotonic()
         self.summary.uncertain_from_earlier = ledger.expire_leases(self.engine, self.campaign_id)
         ledger.mark_started(self.engine, self.campaign_id)
-        queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=4 * len(self.senders))
+        queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=self._queue_size)
         producer = asyncio.create_task(self._produce(queue))
         workers = [asyncio.create_task(self._work(sender, queue)) for sender in self.senders]
         try:
-            await asyncio.wait(workers)
+            pending: set[asyncio.Task[None]] = {producer, *workers}
+            while any(not w.done() for w in workers):
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if any(t.exception() for t in done if not t.cancelled()):
+                    break  # a database failure or a bug: stop the others, then raise it below
         finally:
-            # Normal end, relay failure or Ctrl-C (CancelledError): let workers finish what they hold.
+            # Normal end, stop, relay failure, error, or cancellation: let workers finish what they hold.
             self._stopping.set()
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
@@ -113,18 +130,20 @@ class Dispatcher:
             self.summary.elapsed = time.monotonic() - started
         for task in (producer, *workers):
             if task.done() and not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]  # a bug or a database failure: not to be hidden
+                raise task.exception()  # type: ignore[misc]
         return self.summary
 
     async def _produce(self, queue: asyncio.Queue[_Job | None]) -> None:
         opts = self.options
         while not self._stopping.is_set():
-            batch = ledger.claim_batch(self.engine, self.campaign_id, self.owner, opts.batch_size, opts.lease_seconds)
+            batch = ledger.claim_batch(self.engine, self.campaign_id, self.owner, opts.batch_size, self.lease_seconds)
             if not batch:
                 break
             for claimed in batch:
                 self._unsent[claimed.delivery_id] = claimed
             for claimed in batch:
+                if self._stopping.is_set():
+                    return
                 if not claimed.still_subscribed:
                     self._unsent.pop(claimed.delivery_id, None)
                     self._record(claimed, Result(DeliveryStatus.SKIPPED, None, "no longer subscribed"))
@@ -146,13 +165,21 @@ class Dispatcher:
             try:
                 reply = await sender.send(outgoing.envelope_from, outgoing.recipient, outgoing.data)
             except TransportError as exc:
-                # The relay cannot be reached or refuses our login (after the connection's own retries):
-                # stop the run; this job and all others not yet sent go back to the queue.
-                self.summary.error = self.summary.error or str(exc)
-                self._stopping.set()
+                # The relay cannot be reached or refuses our login (after the connection's own retries).
+                self._fail(str(exc))
+                return
+            verdict = classify(reply)
+            if verdict.stop_run or verdict.status is None:
+                self._fail(f"the relay refused our sender {outgoing.envelope_from}: {reply.code} {reply.text}")
                 return
             self._unsent.pop(claimed.delivery_id, None)
-            self._record(claimed, Result(OUTCOME_STATUS[reply.outcome], reply.code, reply.text))
+            self._record(
+                claimed, Result(verdict.status, reply.code, reply.text, bounce=verdict.bounce, suppress=verdict.suppress)
+            )
+            self._rejections = self._rejections + 1 if verdict.rejection else 0
+            if self._rejections >= self.options.max_rejections:
+                self._fail(f"the relay rejected {self._rejections} messages in a row, last: {reply.code} {reply.text}")
+                return
 
     def _record(self, claimed: Claimed, result: Result) -> None:
         opts = self.options

@@ -166,11 +166,13 @@ def claim_batch(engine: Engine, campaign_id: int, owner: str, size: int, lease_s
 
 @dataclass(frozen=True)
 class Result:
-    """What happened to one delivery attempt."""
+    """What happened to one delivery attempt, as mailer.bounces classified it."""
 
-    status: DeliveryStatus  # sent, deferred, bounced or skipped
+    status: DeliveryStatus  # sent, deferred, bounced, uncertain or skipped
     code: int | None = None
     reply: str = ""
+    bounce: str | None = None  # "hard" or "soft": log a bounce event of that kind
+    suppress: bool = False  # the address does not work: stop all mail to it
 
 
 def record_result(
@@ -207,13 +209,13 @@ def record_result(
         if updated.rowcount != 1:
             transaction.rollback()
             return DeliveryStatus.UNCERTAIN
-        if result.status in (DeliveryStatus.BOUNCED, DeliveryStatus.DEFERRED):
+        if result.bounce:
             conn.execute(
                 insert(BounceEvent.__table__).values(  # type: ignore[attr-defined]
                     delivery_id=claimed.delivery_id,
                     campaign_id=campaign_id,
                     subscriber_id=claimed.subscriber_id,
-                    kind="hard" if result.status == DeliveryStatus.BOUNCED else "soft",
+                    kind=result.bounce,
                     source="smtp",
                     smtp_code=result.code,
                     reason=result.reply[:1000],
@@ -221,7 +223,7 @@ def record_result(
                     created_at=now,
                 )
             )
-        if status == DeliveryStatus.BOUNCED:
+        if result.suppress:
             suppress(conn, claimed.subscriber_id, SubscriberStatus.BOUNCED)
     return status
 
@@ -300,3 +302,14 @@ def count_by_status(engine: Engine, campaign_id: int) -> dict[str, int]:
             core_select(D.status, func.count()).where(D.campaign_id == campaign_id).group_by(D.status)
         ).all()
     return {status: n for status, n in rows}
+
+
+def requeue_uncertain(engine: Engine, campaign_id: int) -> int:
+    """An operator's decision: resend deliveries whose outcome was lost (some may then arrive twice)."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(Delivery.__table__)  # type: ignore[attr-defined]
+            .where(D.campaign_id == campaign_id, D.status == DeliveryStatus.UNCERTAIN)
+            .values(status=DeliveryStatus.QUEUED, next_attempt_at=utcnow(), updated_at=utcnow())
+        )
+        return max(result.rowcount or 0, 0)

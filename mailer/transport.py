@@ -16,21 +16,18 @@ from mailer.errors import TransportError
 from mailer.settings import SmtpTarget
 
 
+# The step of an SMTP transaction a reply answers: our sender, the recipient, the message, or success.
+MAIL, RCPT, DATA, DONE = "mail", "rcpt", "data", "done"
+DATA_TIMEOUT = 600.0  # RFC 5321 4.5.3.2.6: wait up to 10 minutes for the reply to the end of the message
+
+
 @dataclass(frozen=True)
 class SmtpReply:
-    """The server's answer to one message; code None means the connection was lost before an answer."""
+    """The server's answer to one message. code None: the line was lost at that stage without an answer."""
 
     code: int | None
     text: str
-
-    @property
-    def outcome(self) -> str:
-        """'sent' for 2xx, 'bounced' for 5xx, 'deferred' for 4xx and lost connections."""
-        if self.code is not None and 200 <= self.code < 300:
-            return "sent"
-        if self.code is not None and 500 <= self.code < 600:
-            return "bounced"
-        return "deferred"
+    stage: str = DONE
 
 
 class RateLimiter:
@@ -93,24 +90,28 @@ class SmtpConnection:
         raise TransportError(f"cannot connect to SMTP relay {t}: {last}")
 
     async def send(self, envelope_from: str, recipient: str, data: bytes) -> SmtpReply:
-        """One transaction: MAIL, RCPT, DATA. Returns the reply to DATA, or to whichever command failed."""
+        """One transaction: MAIL, RCPT, DATA. Returns the final reply, or the reply (or lost line) of the
+        step that failed, with that step named: a line lost during DATA may have delivered the message."""
         if self._smtp is None or not self._smtp.is_connected or self._sent_on_connection >= self.max_messages:
             await self.close()
             self._smtp = await self._connect()
             self._sent_on_connection = 0
         smtp = self._smtp
+        stage = MAIL
         try:
             await smtp.mail(envelope_from)
+            stage = RCPT
             await smtp.rcpt(recipient)
-            response = await smtp.data(data)
-        except aiosmtplib.SMTPResponseException as exc:  # refused sender, recipient or data
+            stage = DATA
+            response = await smtp.data(data, timeout=max(self.timeout, DATA_TIMEOUT))
+        except aiosmtplib.SMTPResponseException as exc:  # refused sender, recipient or message
             await self._reset()
-            return SmtpReply(exc.code, exc.message)
+            return SmtpReply(exc.code, exc.message, stage)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError, OSError) as exc:
             await self.close()
-            return SmtpReply(None, f"connection lost: {exc}")
+            return SmtpReply(None, f"connection lost: {exc}", stage)
         self._sent_on_connection += 1
-        return SmtpReply(response.code, response.message)
+        return SmtpReply(response.code, response.message, DONE)
 
     async def _reset(self) -> None:
         """RSET after a refused command so the session can carry the next message."""

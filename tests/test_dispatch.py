@@ -11,7 +11,10 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+import pytest
+
 from mailer import campaign as send_path
+from mailer import ledger
 from mailer.capture import DROP, CaptureServer, Rule
 from mailer.dispatch import RunSummary
 from mailer.issue import load_issue
@@ -20,6 +23,7 @@ from mailer.report import delivery_report
 from mailer.settings import Settings, parse_smtp_url
 from subscribers import store
 from subscribers.models import Subscriber, SubscriberStatus, utcnow
+from subscribers.tokens import TokenSigner
 from tests.conftest import ISSUE_2026, add_people
 
 
@@ -209,3 +213,101 @@ def test_rate_limit_spaces_messages(engine: Engine, settings: Settings) -> None:
     add_people(engine, [f"p{n}@example.org" for n in range(6)])
     server, summary = run_in_loop(engine, settings, smtp_rate=20.0)
     assert summary.counts[DeliveryStatus.SENT] == 6 and summary.elapsed >= 5 / 20
+
+
+def test_a_relay_refusing_our_sender_stops_without_blaming_anyone(engine: Engine, settings: Settings) -> None:
+    add_people(engine, ["a@example.org", "b@example.org", "c@example.org"])
+
+    async def body(server: CaptureServer):  # type: ignore[no-untyped-def]
+        s = settings.with_overrides(smtp=parse_smtp_url(server.url))
+        plan = send_path.plan_send(engine, s, load_issue(ISSUE_2026), None)
+        return await send_path.dispatch_campaign(engine, s, send_path.start_campaign(engine, plan), plan.composed)
+
+    async def main():  # type: ignore[no-untyped-def]
+        async with CaptureServer(sender_rule=lambda a: "553 5.7.1 Sender address rejected: not owned by user") as server:
+            return await body(server)
+
+    summary = asyncio.run(main())
+    assert summary.error and "refused our sender bounces+" in summary.error and "553" in summary.error
+    assert {(d.status, d.attempts) for d in deliveries(engine).values()} == {(DeliveryStatus.QUEUED, 0)}
+    with Session(engine) as session:
+        assert {s.status for s in session.exec(select(Subscriber))} == {SubscriberStatus.ACTIVE}
+        assert session.exec(select(BounceEvent)).all() == []
+
+
+def test_content_rejections_keep_the_address_and_a_blocked_relay_stops_the_run(engine: Engine, settings: Settings) -> None:
+    add_people(engine, [f"r{n:02d}@example.org" for n in range(30)])
+
+    async def main():  # type: ignore[no-untyped-def]
+        async with CaptureServer(data_rule=lambda r: "554 5.7.1 Message rejected: spam content") as server:
+            s = settings.with_overrides(smtp=parse_smtp_url(server.url), smtp_connections=1)
+            plan = send_path.plan_send(engine, s, load_issue(ISSUE_2026), None)
+            return await send_path.dispatch_campaign(engine, s, send_path.start_campaign(engine, plan), plan.composed)
+
+    summary = asyncio.run(main())
+    assert summary.error and "rejected 10 messages in a row" in summary.error and "spam content" in summary.error
+    rows = deliveries(engine)
+    assert sum(d.status == DeliveryStatus.BOUNCED for d in rows.values()) == 10
+    assert sum(d.status == DeliveryStatus.QUEUED for d in rows.values()) == 20
+    with Session(engine) as session:
+        assert {s.status for s in session.exec(select(Subscriber))} == {SubscriberStatus.ACTIVE}
+        assert {e.kind for e in session.exec(select(BounceEvent))} == {"soft"}
+
+
+def test_a_line_lost_after_the_message_is_uncertain_and_never_resent_blindly(engine: Engine, settings: Settings) -> None:
+    add_people(engine, ["ok@example.org", "lost@example.org"])
+
+    async def body(server: CaptureServer):  # type: ignore[no-untyped-def]
+        s = settings.with_overrides(smtp=parse_smtp_url(server.url))
+        issue = load_issue(ISSUE_2026)
+        for _ in range(2):
+            plan = send_path.plan_send(engine, s, issue, None)
+            await send_path.dispatch_campaign(engine, s, send_path.start_campaign(engine, plan), plan.composed)
+        after_reruns = [r for m in server.messages for r in m.recipients]
+        server.handler.data_rule = None
+        campaign_id = plan.campaign_id or 0
+        assert ledger.requeue_uncertain(engine, campaign_id) == 1  # the operator's explicit choice
+        plan = send_path.plan_send(engine, s, issue, None)
+        await send_path.dispatch_campaign(engine, s, send_path.start_campaign(engine, plan), plan.composed)
+        return after_reruns, [r for m in server.messages for r in m.recipients]
+
+    async def main():  # type: ignore[no-untyped-def]
+        async with CaptureServer(data_rule=lambda r: DROP if r.startswith("lost") else None) as server:
+            return await body(server)
+
+    after_reruns, finally_received = asyncio.run(main())
+    assert sorted(after_reruns) == ["lost@example.org", "ok@example.org"]  # the server did keep it: once
+    assert sorted(finally_received) == ["lost@example.org", "lost@example.org", "ok@example.org"]
+    assert deliveries(engine)["lost@example.org"].status == DeliveryStatus.SENT
+
+
+def test_a_failing_producer_ends_the_run_instead_of_hanging(engine: Engine, settings: Settings) -> None:
+    from mailer.dispatch import Dispatcher, DispatchOptions
+    from mailer.message import MessageBuilder, Recipient
+    from mailer.transport import SmtpConnection
+
+    class BrokenBuilder(MessageBuilder):
+        def build(self, r: Recipient):  # type: ignore[no-untyped-def]
+            if r.email.startswith("p07"):
+                raise RuntimeError("template blew up")
+            return super().build(r)
+
+    add_people(engine, [f"p{n:02d}@example.org" for n in range(12)])
+    plan = send_path.plan_send(engine, settings, load_issue(ISSUE_2026), None)
+    campaign = send_path.start_campaign(engine, plan)
+
+    async def main():  # type: ignore[no-untyped-def]
+        async with CaptureServer() as server:
+            s = settings.with_overrides(smtp=parse_smtp_url(server.url))
+            builder = BrokenBuilder(plan.composed, TokenSigner(s.secret_keys), base_url=s.base_url, campaign_id=campaign.id or 0)
+            senders = [SmtpConnection(s.smtp) for _ in range(2)]
+            dispatcher = Dispatcher(engine, campaign.id or 0, builder, senders, DispatchOptions(batch_size=5))
+            with pytest.raises(RuntimeError, match="template blew up"):
+                await asyncio.wait_for(dispatcher.run(), timeout=20)
+            return [r for m in server.messages for r in m.recipients]
+
+    received = asyncio.run(main())
+    rows = deliveries(engine)
+    assert {d.status for d in rows.values()} <= {DeliveryStatus.SENT, DeliveryStatus.QUEUED}
+    assert sorted(received) == sorted(e for e, d in rows.items() if d.status == DeliveryStatus.SENT)
+    assert rows["p07@example.org"].status == DeliveryStatus.QUEUED

@@ -1,0 +1,49 @@
+"""What an SMTP reply means: pure rules, checked reply by reply."""
+from __future__ import annotations
+
+import pytest
+
+from mailer.bounces import classify, reason_group
+from mailer.models import DeliveryStatus
+from mailer.transport import DATA, DONE, MAIL, RCPT, SmtpReply
+
+SENT, BOUNCED, DEFERRED, UNCERTAIN = DeliveryStatus.SENT, DeliveryStatus.BOUNCED, DeliveryStatus.DEFERRED, DeliveryStatus.UNCERTAIN
+
+
+@pytest.mark.parametrize(
+    "reply,status,bounce,suppress",
+    [
+        (SmtpReply(250, "2.0.0 Ok: queued", DONE), SENT, None, False),
+        (SmtpReply(550, "5.1.1 <a@x>: User unknown", RCPT), BOUNCED, "hard", True),
+        (SmtpReply(550, "Mailbox unavailable", RCPT), BOUNCED, "hard", True),  # no enhanced code: classic hard
+        (SmtpReply(550, "5.2.1 Mailbox disabled", RCPT), BOUNCED, "hard", True),
+        (SmtpReply(552, "5.2.2 Mailbox full", RCPT), BOUNCED, "soft", False),
+        (SmtpReply(550, "5.7.1 Service unavailable, client host blocked", RCPT), BOUNCED, "soft", False),
+        (SmtpReply(554, "5.7.1 Message rejected as spam", DATA), BOUNCED, "soft", False),
+        (SmtpReply(552, "5.3.4 Message too big", DATA), BOUNCED, "soft", False),
+        (SmtpReply(451, "4.7.1 Greylisted", RCPT), DEFERRED, "soft", False),
+        (SmtpReply(421, "4.4.5 Too busy", DATA), DEFERRED, "soft", False),
+        (SmtpReply(None, "connection lost", RCPT), DEFERRED, "soft", False),
+        (SmtpReply(None, "connection lost", DATA), UNCERTAIN, None, False),  # may have been delivered
+    ],
+)
+def test_replies(reply: SmtpReply, status: DeliveryStatus, bounce: str | None, suppress: bool) -> None:
+    verdict = classify(reply)
+    assert (verdict.status, verdict.bounce, verdict.suppress, verdict.stop_run) == (status, bounce, suppress, False)
+
+
+@pytest.mark.parametrize("code", [421, 451, 530, 553, 554])
+def test_a_refused_sender_stops_the_run_and_blames_no_one(code: int) -> None:
+    verdict = classify(SmtpReply(code, "5.7.1 Sender address rejected: not owned by user", MAIL))
+    assert verdict.stop_run and verdict.status is None and not verdict.suppress and verdict.bounce is None
+
+
+def test_message_rejections_are_counted_address_refusals_are_not() -> None:
+    assert classify(SmtpReply(554, "5.7.1 spam", DATA)).rejection
+    assert classify(SmtpReply(550, "5.7.1 blocked", RCPT)).rejection
+    assert not classify(SmtpReply(550, "5.1.1 unknown", RCPT)).rejection
+
+
+def test_reason_groups_blank_addresses_and_queue_ids() -> None:
+    assert reason_group("5.1.1 <a.b@example.org>: User unknown") == reason_group("5.1.1 <zz@example.net>: User unknown")
+    assert reason_group("4.7.0 try later 9-20020a05600c02c9 gsmtp") == "4.7.0 try later 9-<id> gsmtp"
