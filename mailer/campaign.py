@@ -20,8 +20,8 @@ from mailer.dispatch import Dispatcher, DispatchOptions, RunSummary
 from mailer.issue import Issue
 from mailer.message import MessageBuilder, Recipient
 from mailer.models import Campaign, DeliveryStatus
-from mailer.errors import SettingsError
-from mailer.settings import Settings
+from mailer.errors import IssueError, SettingsError
+from mailer.settings import NewsletterSettings, Settings
 from mailer.transport import SmtpConnection, SmtpReply
 from subscribers.models import MailingList
 from subscribers.store import count_active, get_list
@@ -48,8 +48,16 @@ class SendPlan:
         return [str(w) for w in self.issue.warnings] + self.composed.warnings
 
 
+def newsletter_for(settings: Settings, issue: Issue) -> NewsletterSettings:
+    """The configured newsletter an issue names; an unknown one is reported at its front matter line."""
+    try:
+        return settings.newsletter(issue.newsletter)
+    except SettingsError as exc:
+        raise IssueError([issue.problem("newsletter", str(exc))]) from None
+
+
 def plan_send(engine: Engine, settings: Settings, issue: Issue, list_name: str | None) -> SendPlan:
-    newsletter = settings.newsletter(issue.newsletter)
+    newsletter = newsletter_for(settings, issue)
     composed = compose(issue, newsletter, settings.base_url)
     with Session(engine) as session:
         mailing_list = get_list(session, list_name or newsletter.list)
@@ -136,7 +144,7 @@ async def dispatch_campaign(
 
 async def send_test(settings: Settings, issue: Issue, address: str) -> SmtpReply:
     """One message to one address, subject marked as a test; no campaign, nothing recorded."""
-    composed = compose(issue, settings.newsletter(issue.newsletter), settings.base_url, test=True)
+    composed = compose(issue, newsletter_for(settings, issue), settings.base_url, test=True)
     outgoing = builder_for(settings, composed).build(Recipient(address, ""))
     connection = make_senders(settings, 1)[0]
     try:
@@ -150,7 +158,7 @@ PREVIEW_RECIPIENT = Recipient("anteprima@example.org", "Anteprima Redazione")
 
 def write_preview(settings: Settings, issue: Issue, out: Path) -> dict[str, Path]:
     """index.html (the HTML part), message.txt (the text part), message.eml (the whole message) for one sample recipient."""
-    composed = compose(issue, settings.newsletter(issue.newsletter), settings.base_url)
+    composed = compose(issue, newsletter_for(settings, issue), settings.base_url)
     outgoing = builder_for(settings, composed).build(PREVIEW_RECIPIENT)
     parsed = message_from_bytes(outgoing.data, policy=policy.default)
     text_part, html_part = list(parsed.iter_parts())  # type: ignore[attr-defined]

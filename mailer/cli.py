@@ -68,9 +68,9 @@ def issue_check(file: Path) -> None:
     """Validate an issue file: errors (with file and line) fail; warnings are listed."""
     settings = _settings()
     issue = load_issue(file)
-    settings.newsletter(issue.newsletter)
+    newsletter = send_path.newsletter_for(settings, issue)
     _print_warnings(issue)
-    composed = compose(issue, settings.newsletter(issue.newsletter), settings.base_url)
+    composed = compose(issue, newsletter, settings.base_url)
     for warning in composed.warnings:
         say(f"{file}: warning: {warning}", style="yellow", console=err)
     items = sum(len(s.items) for s in issue.sections)

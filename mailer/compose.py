@@ -1,7 +1,7 @@
 """Issue -> Composed (subject, HTML, text), once per issue.
 
 Jinja renders the MJML template, mjml-python compiles it, premailer inlines the CSS. The plain-text part
-comes from its own template. Per-recipient values are left as slot markers (see SLOTS) that the message
+comes from its own template. Per-recipient values (address, unsubscribe link) are left as slot markers (see SLOTS) that the message
 builder splices in; the markers are plain ASCII words, so MJML, premailer and quoted-printable leave them whole.
 """
 from __future__ import annotations
@@ -24,9 +24,8 @@ from mailer.markdown_text import markdown_to_text
 from mailer.settings import TEMPLATES_DIR, NewsletterSettings
 
 EMAIL_SLOT = "__MAILER_EMAIL__"
-NAME_SLOT = "__MAILER_NAME__"
 UNSUBSCRIBE_SLOT = "__MAILER_UNSUBSCRIBE_URL__"
-SLOTS = (EMAIL_SLOT, NAME_SLOT, UNSUBSCRIBE_SLOT)
+SLOTS = (EMAIL_SLOT, UNSUBSCRIBE_SLOT)  # the recipient's name goes only into the To header
 
 # Gmail clips an HTML body past ~102 KB and hides the rest (our footer with the unsubscribe link).
 GMAIL_CLIP_BYTES = 102_000

@@ -68,7 +68,7 @@ def run_demo(folder: Path, issue_file: Path, count: int, console: Console) -> No
     sample_subscribers_csv(csv_path, count)
     parsed = read_subscribers_csv(csv_path)
     issue = load_issue(issue_file)
-    newsletter = settings.newsletter(issue.newsletter)
+    newsletter = send_path.newsletter_for(settings, issue)
     with Session(engine) as session:
         mailing_list = store.get_or_create_list(session, newsletter.list, title=newsletter.title)
         counts = store.add_subscribers(session, mailing_list, parsed.people, source=f"import:{csv_path.name}")

@@ -60,6 +60,11 @@ class Issue:
     sections: tuple[Section, ...]
     digest: str  # sha256 of the file's bytes: tells whether a campaign's issue changed
     warnings: tuple[Problem, ...] = field(default=())
+    key_lines: dict[str, int] = field(default_factory=dict)  # front matter key -> file line, for later errors
+
+    def problem(self, key: str, message: str) -> Problem:
+        """An error about a front matter value found after loading (e.g. an unconfigured newsletter)."""
+        return Problem(self.path, self.key_lines.get(key), message)
 
     @property
     def items(self) -> list[Item]:
@@ -74,7 +79,7 @@ def load_issue(path: str | Path) -> Issue:
     except OSError as exc:
         raise IssueError([Problem(str(path), None, f"cannot read issue file: {exc.strerror}")]) from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # editors on Windows save a byte-order mark
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise IssueError([Problem(str(path), line, "file is not UTF-8 text")]) from None
@@ -103,6 +108,7 @@ def parse_issue(text: str, path: str = "<issue>", digest: str | None = None) -> 
         sections=tuple(sections),
         digest=digest or hashlib.sha256(text.encode("utf-8")).hexdigest(),
         warnings=tuple(sorted((p for p in problems if p.severity == "warning"), key=lambda p: p.line or 0)),
+        key_lines=meta.get("__lines__", {}),
     )
 
 
@@ -116,10 +122,12 @@ def _front_matter(lines: list[str], path: str, problems: list[Problem]) -> tuple
         problems.append(Problem(path, 1, "front matter is not closed by a second '---' line"))
         return None, 0
     try:
-        meta = yaml.safe_load("\n".join(lines[1:end])) or {}
+        meta = yaml.load("\n".join(lines[1:end]), Loader=_StrictLoader) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         reason = getattr(exc, "problem", None) or str(exc)
+        if isinstance(exc, DuplicateKey):
+            reason = str(exc)
         problems.append(Problem(path, mark.line + 2 if mark else 2, f"front matter is not valid YAML: {reason}"))
         return None, end + 1
     if not isinstance(meta, dict):
@@ -147,6 +155,12 @@ def _front_matter(lines: list[str], path: str, problems: list[Problem]) -> tuple
         elif value is not None and not isinstance(value, str):
             problems.append(Problem(path, line_of(key), f"'{key}' must be text, got {value!r}; quote it"))
             ok = False
+        if ok and key in REQUIRED_KEYS + OPTIONAL_KEYS and value is not None:
+            meta[key] = value = _one_line_values(value)
+            texts = value if isinstance(value, list) else [value]
+            if any(not ch.isprintable() for text in texts for ch in text):
+                problems.append(Problem(path, line_of(key), f"'{key}' holds control characters"))
+                ok = False
     if ok and not ISSUE_ID.match(meta["issue"]):
         problems.append(Problem(path, line_of("issue"), f"issue id {meta['issue']!r}: use letters, digits, '-', '.', '_'"))
         ok = False
@@ -155,9 +169,37 @@ def _front_matter(lines: list[str], path: str, problems: list[Problem]) -> tuple
             Problem(path, line_of("language"), f"language {meta['language']!r} is not one of {', '.join(LANGUAGES)}")
         )
         ok = False
+    if ok:
+        meta["__lines__"] = {str(key): line_of(str(key)) for key in meta}
     if ok and not meta.get("preheader"):
         problems.append(Problem(path, end + 1, "no 'preheader': mail clients will show the first words instead", "warning"))
     return (meta if ok else None), end + 1
+
+
+class DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: str, mark: yaml.Mark | None) -> None:
+        super().__init__(f"key '{key}' appears twice")
+        self.problem_mark = mark
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice (PyYAML would silently keep the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise DuplicateKey(str(key), key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _one_line_values(value: str | list[str]) -> str | list[str]:
+    """Header-bound text on one line: YAML's folded '>' and literal '|' styles end with a newline."""
+    if isinstance(value, list):
+        return [" ".join(v.split()) for v in value]
+    return " ".join(value.split())
 
 
 def _sections(lines: list[str], start: int, path: str, problems: list[Problem]) -> list[Section]:

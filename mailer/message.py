@@ -11,11 +11,12 @@ import html
 import re
 import secrets
 from dataclasses import dataclass
+from email.header import Header
 from email.policy import SMTP
 from email.utils import formataddr, formatdate
 from urllib.parse import quote
 
-from mailer.compose import EMAIL_SLOT, NAME_SLOT, SLOTS, UNSUBSCRIBE_SLOT, Composed
+from mailer.compose import EMAIL_SLOT, SLOTS, UNSUBSCRIBE_SLOT, Composed
 from subscribers.tokens import TokenSigner
 
 CRLF = b"\r\n"
@@ -70,8 +71,18 @@ def _header(name: str, value: str) -> bytes:
 
 
 def _one_line(value: str) -> str:
-    """Collapse whitespace: a name with CR/LF must not be able to add headers."""
-    return " ".join(value.split())
+    """Collapse whitespace (a name with CR/LF must not add headers) and defuse '=?', which mail
+    clients would decode as an RFC 2047 encoded word hidden in the name."""
+    return " ".join(value.split()).replace("=?", "= ?")
+
+
+def _to_header(name: str, email: str) -> bytes:
+    value = formataddr((name, email), "utf-8")
+    if len(value) <= 74:  # fits one line: the common case, kept cheap
+        return b"To: " + value.encode("ascii") + CRLF
+    # A long name: encoded words split at character boundaries, each line within 78 octets.
+    encoded = Header(name, "utf-8", header_name="To").encode(linesep="\r\n")
+    return f"To: {encoded}\r\n <{email}>\r\n".encode("ascii")
 
 
 class MessageBuilder:
@@ -124,17 +135,16 @@ class MessageBuilder:
         token = self._token(r)
         url = f"{self.base_url}/u/{token}"
         name = _one_line(r.name)
-        values = {EMAIL_SLOT: r.email, NAME_SLOT: name, UNSUBSCRIBE_SLOT: url}
+        values = {EMAIL_SLOT: r.email, UNSUBSCRIBE_SLOT: url}
         message_id = (
             f"<{self.id_prefix}.d{r.delivery_id}@{self.id_domain}>"
             if r.delivery_id
             else f"<{self.id_prefix}.test.{secrets.token_hex(8)}@{self.id_domain}>"
         )
-        to = formataddr((name, r.email), "utf-8")
         data = b"".join(
             [
                 b"Date: ", formatdate(localtime=True).encode("ascii"), CRLF,
-                b"To: ", to.encode("ascii"), CRLF,
+                _to_header(name, r.email),
                 b"Message-ID: ", message_id.encode("ascii"), CRLF,
                 b"List-Unsubscribe: <", url.encode("ascii"), b">,\r\n <mailto:",
                 self.mailto.encode("ascii"), b"?subject=unsubscribe%20", quote(token).encode("ascii"), b">\r\n",

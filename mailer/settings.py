@@ -169,7 +169,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             raise SettingsError(f"{path}: [newsletters.{nid}]: {exc}") from None
 
     backoff = _get(data, "dispatch.retry_backoff", [300, 900, 3600, 14400])
-    return Settings(
+    settings = Settings(
         environment=environment,
         database_url=env.get("MAILER_DATABASE_URL", _get(data, "database.url", "sqlite:///var/mailer.sqlite")),
         smtp=parse_smtp_url(env.get("MAILER_SMTP_URL", _get(data, "smtp.url", "smtp://127.0.0.1:8025"))),
@@ -188,3 +188,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         newsletters=newsletters,
         config_path=path,
     )
+    for name, value in (("MAILER_SMTP_CONNECTIONS", settings.smtp_connections), ("MAILER_BATCH_SIZE", settings.batch_size),
+                        ("MAILER_MAX_ATTEMPTS", settings.max_attempts), ("MAILER_SMTP_MESSAGES_PER_CONNECTION", settings.smtp_messages_per_connection)):
+        if value < 1:
+            raise SettingsError(f"{name} must be at least 1, got {value}")
+    return settings

@@ -1,6 +1,6 @@
 """CSV import and export of subscribers, with row-level errors.
 
-Columns: email (required), name, language; Italian headers (nome, lingua) and ';' or tab separators,
+Columns: email (required), name, language, status (as `export` writes it); Italian headers (nome, lingua) and ';' or tab separators,
 as spreadsheet exports produce them, are understood. The whole file is checked before anything is
 written, so a bad row means nothing is imported.
 """
@@ -21,7 +21,9 @@ HEADER_ALIASES = {
     "email": "email", "e-mail": "email", "mail": "email", "indirizzo": "email",
     "name": "name", "nome": "name", "full name": "name",
     "language": "language", "lingua": "language", "lang": "language",
+    "status": "status", "stato": "status",
 }
+STATUSES = ("active", "unsubscribed", "bounced", "complained")
 LANGUAGE = re.compile(r"^[a-z]{2}$")
 
 
@@ -60,7 +62,7 @@ def parse_subscribers_csv(text: str, source: str = "<csv>", *, default_language:
         header = [HEADER_ALIASES.get(h.strip().lower(), h.strip().lower()) for h in next(reader)]
         if "email" not in header:
             raise CsvImportError(source, [(1, f"no 'email' column in the header line (found: {', '.join(header)})")])
-        index = {name: header.index(name) for name in ("email", "name", "language") if name in header}
+        index = {name: header.index(name) for name in ("email", "name", "language", "status") if name in header}
         line = reader.line_num
         for record in reader:
             line, end = line + 1, reader.line_num  # a quoted field may span lines: report where the row starts
@@ -86,17 +88,22 @@ def parse_subscribers_csv(text: str, source: str = "<csv>", *, default_language:
             if language and not LANGUAGE.match(language):
                 problems.append((line, f"language {language!r} is not a two-letter code such as 'it' or 'en'"))
                 continue
+            status = (record[index["status"]].strip().lower() if "status" in index else "") or "active"
+            if status not in STATUSES:
+                problems.append((line, f"status {status!r} is not one of {', '.join(STATUSES)}"))
+                continue
             earlier = by_email.get(email)
             if earlier is not None:
                 merged += 1
-                by_email[email] = NewSubscriber(email, earlier.name or name, earlier.language or language)
+                left = earlier.status if earlier.status != "active" else status  # a row saying they left wins
+                by_email[email] = NewSubscriber(email, earlier.name or name, earlier.language or language, left)
             else:
-                by_email[email] = NewSubscriber(email, name, language)
+                by_email[email] = NewSubscriber(email, name, language, status)
     except csv.Error as exc:
         problems.append((line + 1, f"unreadable CSV: {exc}"))
     if problems:
         raise CsvImportError(source, problems)
-    people = [NewSubscriber(p.email, p.name, p.language or default_language) for p in by_email.values()]
+    people = [NewSubscriber(p.email, p.name, p.language or default_language, p.status) for p in by_email.values()]
     return CsvSubscribers(people, rows, merged)
 
 

@@ -74,6 +74,7 @@ class NewSubscriber:
     email: str  # already normalised
     name: str = ""
     language: str = "it"
+    status: str = SubscriberStatus.ACTIVE  # an export's status column: left people stay left
 
 
 def add_subscribers(
@@ -87,7 +88,8 @@ def add_subscribers(
     """Put people on a list in one transaction (the caller commits).
 
     Someone who unsubscribed or bounced is not put back unless `resubscribe` (an operator adding them
-    by hand); an import never overrides a recipient's choice to leave.
+    by hand); an import never overrides a recipient's choice to leave. Rows whose status says they left
+    (an export read back) are recorded as left, so they can never be mailed by mistake.
     """
     counts = ImportCounts()
     now = utcnow()
@@ -96,16 +98,17 @@ def add_subscribers(
     emails = [p.email for p in people]
     for start in range(0, len(emails), 500):
         chunk = emails[start : start + 500]
-        for sub in session.exec(select(Subscriber).where(col(Subscriber.email).in_(chunk))):
-            existing[sub.email] = sub
+        for known in session.exec(select(Subscriber).where(col(Subscriber.email).in_(chunk))):
+            existing[known.email] = known
     memberships = {
         s.subscriber_id: s
         for s in session.exec(select(Subscription).where(Subscription.list_id == mailing_list.id))
     } if existing else {}
 
     for person in people:
-        found = existing.get(person.email)
-        if found is None:
+        sub = existing.get(person.email)
+        is_new = sub is None
+        if sub is None:
             sub = Subscriber(
                 email=person.email,
                 name=person.name,
@@ -117,11 +120,14 @@ def add_subscribers(
             session.add(sub)
             existing[person.email] = sub
             session.flush()
-        elif found.status != SubscriberStatus.ACTIVE and not resubscribe:
+        if person.status != SubscriberStatus.ACTIVE:
+            _record_exit(session, sub, memberships, mailing_list.id, person.status, now)
             counts.suppressed += 1
             continue
-        else:
-            sub = found
+        if not is_new:
+            if sub.status != SubscriberStatus.ACTIVE and not resubscribe:
+                counts.suppressed += 1
+                continue
             sub.name = person.name or sub.name
             sub.language = person.language or sub.language
             if sub.status != SubscriberStatus.ACTIVE:
@@ -146,6 +152,23 @@ def add_subscribers(
         session.add(membership)
     session.flush()
     return counts
+
+
+def _record_exit(
+    session: Session, sub: Subscriber, memberships: dict[int, Subscription], list_id: int, status: str, now: datetime
+) -> None:
+    """Remember that someone left: unsubscribed from this list, or bounced/complained everywhere."""
+    assert sub.id is not None
+    membership = memberships.get(sub.id)
+    if membership is None:  # on the list, for the record, with the reason they get no mail
+        membership = memberships[sub.id] = Subscription(list_id=list_id, subscriber_id=sub.id)
+        session.add(membership)
+    if status == SubscriptionStatus.UNSUBSCRIBED:
+        membership.status, membership.updated_at = SubscriptionStatus.UNSUBSCRIBED, now
+        session.add(membership)
+    elif sub.status == SubscriberStatus.ACTIVE:
+        sub.status, sub.updated_at = status, now
+        session.add(sub)
 
 
 def unsubscribe(

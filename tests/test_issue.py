@@ -101,3 +101,24 @@ def test_unreadable_and_non_utf8_files(tmp_path: Path) -> None:
 def test_headings_inside_code_are_not_sections() -> None:
     issue = parse_issue(FRONT + "# S\n\n## Item\n*1 maggio*\n\n```\n# not a section\n```\n", "x.md")
     assert len(issue.sections) == 1 and "# not a section" in issue.items[0].body
+
+
+def test_front_matter_text_is_one_line_and_duplicates_are_refused(tmp_path: Path) -> None:
+    folded = parse_issue(FRONT.replace('subject: "S"', "subject: >\n  Work in Progress\n  giugno 2026") + "# S\n", "x.md")
+    assert folded.subject == "Work in Progress giugno 2026"
+    with pytest.raises(IssueError, match=r"x.md:6: error: front matter is not valid YAML: key 'subject' appears twice"):
+        parse_issue(FRONT.replace('subject: "S"', 'subject: "S"\nsubject: "T"') + "# S\n", "x.md")
+    with pytest.raises(IssueError, match=r"x.md:5: error: 'subject' holds control characters"):
+        parse_issue(FRONT.replace('subject: "S"', 'subject: "S\\x07"') + "# S\n", "x.md")
+    bom = tmp_path / "bom.md"
+    bom.write_bytes(b"\xef\xbb\xbf" + (FRONT + "# S\n").encode())
+    assert load_issue(bom).subject == "S"
+
+
+def test_an_unconfigured_newsletter_is_reported_at_its_line(tmp_path: Path) -> None:
+    from mailer.campaign import newsletter_for
+    from mailer.settings import load_settings
+
+    issue = parse_issue(FRONT.replace("work-in-progress", "work-in-progres") + "# S\n", "x.md")
+    with pytest.raises(IssueError, match=r"x.md:2: error: newsletter 'work-in-progres' is not configured"):
+        newsletter_for(load_settings({}), issue)

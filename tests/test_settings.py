@@ -62,3 +62,8 @@ def test_bad_settings_file_and_numbers(tmp_path: Path) -> None:
         load_settings({"MAILER_CONFIG": str(config)})
     with pytest.raises(SettingsError, match="MAILER_SMTP_CONNECTIONS must be a number"):
         load_settings({"MAILER_SMTP_CONNECTIONS": "many"})
+
+
+def test_counts_must_be_positive() -> None:
+    with pytest.raises(SettingsError, match="MAILER_SMTP_CONNECTIONS must be at least 1, got 0"):
+        load_settings({"MAILER_SMTP_CONNECTIONS": "0"})
