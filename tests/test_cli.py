@@ -166,7 +166,10 @@ def test_campaigns_over_time(env: dict[str, str], tmp_path: Path, relay: Capture
     assert "2021-05" in run(["campaigns"], env).stdout
 
 
-def test_ctrl_c_stops_cleanly_and_the_next_run_finishes_the_job(env: dict[str, str], tmp_path: Path, relay: CaptureServer) -> None:
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_stops_cleanly_and_the_next_run_finishes_the_job(
+    env: dict[str, str], tmp_path: Path, relay: CaptureServer, signum: str
+) -> None:
     import signal
     import sqlite3
     import time
@@ -182,7 +185,7 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_finishes_the_job(env: dict[str, s
     deadline = time.monotonic() + 30
     while len(relay.messages) < 10 and time.monotonic() < deadline:
         time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(getattr(signal, signum))
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 130, stderr
     assert "stopped" in stderr and "Traceback" not in stderr
