@@ -8,6 +8,7 @@ import asyncio
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -36,7 +37,9 @@ class SendPlan:
     campaign_id: int | None  # the existing campaign of this issue and list, if any
     active: int  # active subscribers of the list
     new_recipients: int  # active subscribers not yet enqueued
-    pending: int  # deliveries already queued or waiting for a retry
+    pending: int  # deliveries already queued, or deferred with their retry due
+    waiting: int  # deferred deliveries whose retry is not due yet
+    next_retry: datetime | None
     done: dict[str, int]  # existing deliveries by final status
 
     @property
@@ -66,7 +69,8 @@ def plan_send(engine: Engine, settings: Settings, issue: Issue, list_name: str |
         session.expunge(mailing_list)
     assert mailing_list.id is not None
     counts = ledger.count_by_status(engine, campaign.id) if campaign and campaign.id else {}
-    pending = sum(counts.get(s, 0) for s in (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED))
+    pending = ledger.count_due(engine, campaign.id) if campaign and campaign.id else 0
+    waiting = sum(counts.get(s, 0) for s in (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)) - pending
     return SendPlan(
         issue=issue,
         composed=composed,
@@ -75,6 +79,8 @@ def plan_send(engine: Engine, settings: Settings, issue: Issue, list_name: str |
         active=active,
         new_recipients=ledger.count_not_enqueued(engine, campaign.id if campaign else None, mailing_list.id),
         pending=pending,
+        waiting=waiting,
+        next_retry=ledger.next_retry_at(engine, campaign.id) if waiting and campaign and campaign.id else None,
         done={s: n for s, n in counts.items() if s not in (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)},
     )
 

@@ -122,7 +122,8 @@ def send(
     say(f"{issue.subject}  ({issue.newsletter} {issue.issue})", style="bold")
     say(
         f"list '{plan.mailing_list.name}': {plan.active} active subscribers; "
-        f"to send now: {plan.to_send} ({plan.new_recipients} new, {plan.pending} queued or deferred)"
+        f"to send now: {plan.to_send} ({plan.new_recipients} new, {plan.pending} queued or due for a retry)"
+        + (f"; {plan.waiting} waiting for a retry from {plan.next_retry:%Y-%m-%d %H:%M} UTC" if plan.next_retry else "")
         + (f"; already done: {', '.join(f'{n} {s}' for s, n in sorted(plan.done.items()))}" if plan.done else "")
     )
     for warning in plan.warnings:

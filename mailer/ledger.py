@@ -276,7 +276,7 @@ def next_retry_at(engine: Engine, campaign_id: int) -> datetime | None:
     with engine.connect() as conn:
         return conn.execute(
             core_select(func.min(D.next_attempt_at)).where(
-                D.campaign_id == campaign_id, D.status == DeliveryStatus.DEFERRED
+                D.campaign_id == campaign_id, D.status == DeliveryStatus.DEFERRED, D.next_attempt_at > utcnow()
             )
         ).scalar_one()
 
@@ -313,3 +313,13 @@ def requeue_uncertain(engine: Engine, campaign_id: int) -> int:
             .values(status=DeliveryStatus.QUEUED, next_attempt_at=utcnow(), updated_at=utcnow())
         )
         return max(result.rowcount or 0, 0)
+
+
+def count_due(engine: Engine, campaign_id: int) -> int:
+    """Deliveries a run would send now: queued, or deferred with their retry due."""
+    with engine.connect() as conn:
+        return conn.execute(
+            core_select(func.count()).where(
+                D.campaign_id == campaign_id, D.status.in_(PENDING), D.next_attempt_at <= utcnow()
+            )
+        ).scalar_one()

@@ -122,6 +122,8 @@ def test_running_send_again_sends_nothing_twice(engine: Engine, settings: Settin
             campaign = send_path.start_campaign(engine, plan)
             await send_path.dispatch_campaign(engine, s, campaign, plan.composed)
         first_rounds = len(server.messages)
+        waiting = send_path.plan_send(engine, s, issue, None)
+        assert (waiting.to_send, waiting.waiting) == (0, 1) and waiting.next_retry is not None
         # the retry falls due: only the deferred delivery is tried again, once
         with engine.begin() as conn:
             conn.execute(update(Delivery).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
