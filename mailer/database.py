@@ -1,15 +1,21 @@
-"""Opening the database: SQLite (WAL) by default, PostgreSQL by URL; tables created when missing."""
+"""Opening the database: SQLite (WAL) by default, PostgreSQL by URL; the schema brought to the latest
+Alembic revision (mailer/migrations) every time, so an upgrade of the code upgrades the data in place."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
-from sqlmodel import SQLModel, create_engine
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, inspect
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlmodel import create_engine
 
 import mailer.models  # noqa: F401  (registers the ledger tables)
 import subscribers.models  # noqa: F401  (registers the store tables)
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+BASELINE = "0001"  # the schema as create_all made it before migrations
 
 
 def open_database(url: str) -> Engine:
@@ -22,8 +28,25 @@ def open_database(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    SQLModel.metadata.create_all(engine)
+    migrate(engine)
     return engine
+
+
+def alembic_config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Upgrade the schema to the newest revision; a database made before migrations existed is stamped."""
+    with engine.begin() as connection:
+        config = alembic_config(connection)
+        tables = set(inspect(connection).get_table_names())
+        if "alembic_version" not in tables and "delivery" in tables:
+            command.stamp(config, BASELINE)
+        command.upgrade(config, "head")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
