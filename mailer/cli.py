@@ -12,13 +12,14 @@ import typer
 from rich.console import Console
 from rich.text import Text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DatabaseError
 from sqlmodel import Session
 
 from mailer import campaign as send_path
 from mailer.bounces import classify
 from mailer.compose import Composed, compose
 from mailer.database import open_database
-from mailer.errors import MailerError
+from mailer.errors import IssueError, MailerError
 from mailer.issue import Issue, load_issue
 from mailer.ledger import next_retry_at, requeue_uncertain
 from mailer.models import Campaign, DeliveryStatus
@@ -27,7 +28,7 @@ from mailer.report import campaign_history, delivery_report, render_history, ren
 from mailer.settings import Settings, load_settings
 from subscribers import store
 from subscribers.csvio import read_subscribers_csv, write_subscribers_csv
-from subscribers.errors import StoreError
+from subscribers.errors import CsvImportError, StoreError
 
 app = typer.Typer(help="Compose and send the newsletter; manage subscribers; read delivery reports.", no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
 issue_app = typer.Typer(help="Work with issue files.", no_args_is_help=True)
@@ -42,8 +43,14 @@ err = Console(stderr=True, soft_wrap=True)
 def main() -> None:
     try:
         app()
+    except (IssueError, CsvImportError) as exc:  # already one 'file:line: ...' line per problem
+        err.print(Text(str(exc), style="red"), highlight=False)
+        sys.exit(1)
     except (MailerError, StoreError) as exc:
         err.print(Text("error: ", style="red") + Text(str(exc)), highlight=False)
+        sys.exit(1)
+    except DatabaseError as exc:  # database unreachable, locked, read-only, not a database...
+        err.print(Text("error: ", style="red") + Text(f"database: {exc.orig}"), highlight=False)
         sys.exit(1)
 
 

@@ -63,8 +63,14 @@ def test_a_malformed_issue_is_one_clear_error(env: dict[str, str], tmp_path: Pat
     bad.write_text('---\nnewsletter: work-in-progress\nissue: "2026-06"\nlanguage: it\nsubject: [oops\n---\n# S\n', encoding="utf-8")
     result = run(["issue", "check", str(bad)], env)
     assert result.returncode == 1
-    assert result.stderr.startswith(f"error: {bad}:5: error: front matter is not valid YAML")
+    assert result.stderr.startswith(f"{bad}:5: error: front matter is not valid YAML")
     assert "Traceback" not in result.stderr
+
+
+def test_an_unusable_database_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "not-a-db.sqlite").write_text("this is not a database", encoding="utf-8")
+    result = run(["report"], {"MAILER_DATABASE_URL": f"sqlite:///{tmp_path / 'not-a-db.sqlite'}"})
+    assert result.returncode == 1 and result.stderr.startswith("error: database: file is not a database")
 
 
 def test_preview_writes_html_text_and_eml(env: dict[str, str], tmp_path: Path) -> None:
