@@ -313,3 +313,20 @@ def test_a_failing_producer_ends_the_run_instead_of_hanging(engine: Engine, sett
     assert {d.status for d in rows.values()} <= {DeliveryStatus.SENT, DeliveryStatus.QUEUED}
     assert sorted(received) == sorted(e for e, d in rows.items() if d.status == DeliveryStatus.SENT)
     assert rows["p07@example.org"].status == DeliveryStatus.QUEUED
+
+
+def test_a_changed_issue_file_is_refused_midway_unless_allowed(engine: Engine, settings: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from mailer.errors import CampaignError
+
+    add_people(engine, ["a@example.org"])
+    issue_file = tmp_path / "issue.md"
+    issue_file.write_text(ISSUE_2026.read_text(encoding="utf-8"), encoding="utf-8")
+    send_path.start_campaign(engine, send_path.plan_send(engine, settings, load_issue(issue_file), None))
+    issue_file.write_text(ISSUE_2026.read_text(encoding="utf-8").replace("Rockin'1000", "Rockin' 1000"), encoding="utf-8")
+    changed = send_path.plan_send(engine, settings, load_issue(issue_file), None)
+    with pytest.raises(CampaignError, match="changed since campaign 1 began"):
+        send_path.start_campaign(engine, changed)
+    campaign = send_path.start_campaign(engine, changed, allow_changed=True)
+    with Session(engine) as session:
+        stored = session.get(Campaign, campaign.id)
+        assert stored is not None and "Rockin' 1000" in stored.issue_source
