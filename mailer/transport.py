@@ -91,7 +91,18 @@ class SmtpConnection:
 
     async def send(self, envelope_from: str, recipient: str, data: bytes) -> SmtpReply:
         """One transaction: MAIL, RCPT, DATA. Returns the final reply, or the reply (or lost line) of the
-        step that failed, with that step named: a line lost during DATA may have delivered the message."""
+        step that failed, with that step named: a line lost during DATA may have delivered the message.
+
+        A reused connection that the server has meanwhile closed (idle timeout, or 421 at MAIL because of
+        a per-connection limit) is reopened and the message tried once more on the fresh one."""
+        reused = self._smtp is not None and self._sent_on_connection > 0
+        reply = await self._transaction(envelope_from, recipient, data)
+        if reused and reply.stage == MAIL and (reply.code is None or reply.code == 421):
+            await self.close()
+            reply = await self._transaction(envelope_from, recipient, data)
+        return reply
+
+    async def _transaction(self, envelope_from: str, recipient: str, data: bytes) -> SmtpReply:
         if self._smtp is None or not self._smtp.is_connected or self._sent_on_connection >= self.max_messages:
             await self.close()
             self._smtp = await self._connect()

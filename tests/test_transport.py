@@ -1,0 +1,99 @@
+"""SMTP connections against a real aiosmtpd server: reuse, reconnects, limits, refusals."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from mailer.capture import CaptureServer
+from mailer.errors import TransportError
+from mailer.settings import parse_smtp_url
+from mailer.transport import DONE, MAIL, RCPT, RateLimiter, SmtpConnection
+
+MESSAGE = b"Subject: t\r\n\r\n.leading dot\r\nbody\r\n"
+
+
+def test_one_connection_carries_many_messages_and_reconnects_at_its_limit() -> None:
+    async def main() -> tuple[int, list[bytes]]:
+        async with CaptureServer() as server:
+            peers = set()
+            connection = SmtpConnection(parse_smtp_url(server.url), max_messages=3)
+            for n in range(7):
+                reply = await connection.send("from@example.org", f"r{n}@example.org", MESSAGE)
+                assert (reply.code, reply.stage) == (250, DONE)
+                assert connection._smtp is not None
+                peers.add(connection._smtp.transport.get_extra_info("sockname"))  # type: ignore[union-attr]
+            await connection.close()
+            return len(peers), [m.data for m in server.messages]
+
+    connections, data = asyncio.run(main())
+    assert connections == 3  # 3 + 3 + 1 messages
+    assert all(d.startswith(b"Subject: t") and b"\r\n.leading dot\r\n" in d for d in data)  # dot-stuffing undone
+
+
+def test_a_connection_the_server_dropped_while_idle_is_reopened() -> None:
+    async def main() -> list[str]:
+        async with CaptureServer() as server:
+            connection = SmtpConnection(parse_smtp_url(server.url))
+            assert (await connection.send("f@example.org", "one@example.org", MESSAGE)).code == 250
+            assert connection._smtp is not None and connection._smtp.transport is not None
+            connection._smtp.transport.close()  # what an idle timeout on the server side looks like to us
+            await asyncio.sleep(0.05)
+            reply = await connection.send("f@example.org", "two@example.org", MESSAGE)
+            assert (reply.code, reply.stage) == (250, DONE)
+            await connection.close()
+            return [r for m in server.messages for r in m.recipients]
+
+    assert asyncio.run(main()) == ["one@example.org", "two@example.org"]
+
+
+def test_421_at_mail_on_a_reused_connection_is_retried_on_a_fresh_one() -> None:
+    calls = []
+
+    def per_connection_limit(sender: str) -> str | None:
+        calls.append(sender)
+        return "421 4.7.0 Too many messages on this connection" if len(calls) == 2 else None
+
+    async def main() -> list[str]:
+        async with CaptureServer(sender_rule=per_connection_limit) as server:
+            connection = SmtpConnection(parse_smtp_url(server.url))
+            for rcpt in ("one@example.org", "two@example.org"):
+                reply = await connection.send("f@example.org", rcpt, MESSAGE)
+                assert (reply.code, reply.stage) == (250, DONE), reply
+            await connection.close()
+            return [r for m in server.messages for r in m.recipients]
+
+    assert asyncio.run(main()) == ["one@example.org", "two@example.org"]
+    assert len(calls) == 3
+
+
+def test_refusals_name_their_stage_and_the_session_goes_on() -> None:
+    async def main() -> None:
+        async with CaptureServer(rule=lambda r: "550 5.1.1 unknown" if r.startswith("x") else None,
+                                 sender_rule=lambda s: "553 5.7.1 not yours" if s.startswith("bad") else None) as server:
+            connection = SmtpConnection(parse_smtp_url(server.url))
+            refused = await connection.send("f@example.org", "x@example.org", MESSAGE)
+            assert (refused.code, refused.text, refused.stage) == (550, "5.1.1 unknown", RCPT)
+            sender = await connection.send("bad@example.org", "ok@example.org", MESSAGE)
+            assert (sender.code, sender.stage) == (553, MAIL)
+            ok = await connection.send("f@example.org", "ok@example.org", MESSAGE)  # RSET kept the session usable
+            assert ok.code == 250
+            await connection.close()
+
+    asyncio.run(main())
+
+
+def test_an_unreachable_relay_raises_after_retries() -> None:
+    connection = SmtpConnection(parse_smtp_url("smtp://127.0.0.1:9"), connect_retries=2)
+    with pytest.raises(TransportError, match="cannot connect to SMTP relay smtp://127.0.0.1:9"):
+        asyncio.run(connection.send("f@example.org", "r@example.org", MESSAGE))
+
+
+def test_rate_limiter_spaces_calls() -> None:
+    async def main() -> float:
+        limiter = RateLimiter(50)
+        started = asyncio.get_running_loop().time()
+        await asyncio.gather(*(limiter.wait() for _ in range(11)))
+        return asyncio.get_running_loop().time() - started
+
+    assert asyncio.run(main()) >= 10 / 50 * 0.95
