@@ -118,14 +118,11 @@ async def dispatch_campaign(
     handle_signals: bool = False,
 ) -> RunSummary:
     assert campaign.id is not None
-    senders = make_senders(settings)
-    if not senders:
-        raise SettingsError("MAILER_SMTP_CONNECTIONS must be at least 1")
     dispatcher = Dispatcher(
         engine,
         campaign.id,
         builder_for(settings, composed, campaign.id, campaign.list_id),
-        senders,
+        make_senders(settings),
         DispatchOptions(
             batch_size=settings.batch_size,
             lease_seconds=settings.lease_seconds,
