@@ -65,6 +65,8 @@ def plan_send(engine: Engine, settings: Settings, issue: Issue, list_name: str |
     with Session(engine) as session:
         mailing_list = get_list(session, list_name or newsletter.list)
         campaign = ledger.find_campaign(session, issue, mailing_list)
+        if campaign is not None and campaign.id is not None:
+            ledger.expire_leases(engine, campaign.id)  # a killed run's claims: back to the queue, or uncertain
         active = count_active(session, mailing_list)
         session.expunge(mailing_list)
     assert mailing_list.id is not None

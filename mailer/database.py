@@ -7,7 +7,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, inspect
+from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import create_engine
 
@@ -15,7 +15,6 @@ import mailer.models  # noqa: F401  (registers the ledger tables)
 import subscribers.models  # noqa: F401  (registers the store tables)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-BASELINE = "0001"  # the schema as create_all made it before migrations
 
 
 def open_database(url: str) -> Engine:
@@ -40,13 +39,9 @@ def alembic_config(connection: Connection) -> Config:
 
 
 def migrate(engine: Engine) -> None:
-    """Upgrade the schema to the newest revision; a database made before migrations existed is stamped."""
+    """Upgrade the schema to the newest revision."""
     with engine.begin() as connection:
-        config = alembic_config(connection)
-        tables = set(inspect(connection).get_table_names())
-        if "alembic_version" not in tables and "delivery" in tables:
-            command.stamp(config, BASELINE)
-        command.upgrade(config, "head")
+        command.upgrade(alembic_config(connection), "head")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

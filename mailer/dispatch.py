@@ -48,7 +48,8 @@ class DispatchOptions:
 class RunSummary:
     counts: Counter[str] = field(default_factory=Counter)
     elapsed: float = 0.0
-    uncertain_from_earlier: int = 0
+    uncertain_from_earlier: int = 0  # a crashed run's messages that may have gone out
+    requeued_from_earlier: int = 0  # a crashed run's claims that never reached SMTP
     released: int = 0  # claimed deliveries given back unsent
     stopped: bool = False  # stop() or a signal ended the run early
     error: str | None = None  # the relay refused us; the rest stays queued
@@ -102,7 +103,8 @@ class Dispatcher:
 
     async def run(self) -> RunSummary:
         started = time.monotonic()
-        self.summary.uncertain_from_earlier = ledger.expire_leases(self.engine, self.campaign_id)
+        expired = ledger.expire_leases(self.engine, self.campaign_id)
+        self.summary.uncertain_from_earlier, self.summary.requeued_from_earlier = expired.uncertain, expired.requeued
         ledger.mark_started(self.engine, self.campaign_id)
         queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=self._queue_size)
         producer = asyncio.create_task(self._produce(queue))
@@ -162,6 +164,9 @@ class Dispatcher:
                 return
             claimed, outgoing = job
             await self._limiter.wait()
+            if not ledger.mark_handed(self.engine, claimed.delivery_id, self.owner):
+                self._unsent.pop(claimed.delivery_id, None)  # another run settled this lease: leave it alone
+                continue
             try:
                 reply = await sender.send(outgoing.envelope_from, outgoing.recipient, outgoing.data)
             except TransportError as exc:

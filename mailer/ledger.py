@@ -107,17 +107,39 @@ class Claimed:
     still_subscribed: bool
 
 
-def expire_leases(engine: Engine, campaign_id: int) -> int:
-    """Rows left 'sending' past their lease (a crashed or killed worker) become 'uncertain': they may have
-    been delivered, so they are not resent automatically."""
+@dataclass(frozen=True)
+class Expired:
+    requeued: int  # claimed but never handed to SMTP: safe to send
+    uncertain: int  # handed to SMTP, outcome unknown: not resent unless an operator asks
+
+
+def expire_leases(engine: Engine, campaign_id: int) -> Expired:
+    """Settle rows left 'sending' past their lease by a crashed or killed worker: those it never handed
+    to SMTP go back to the queue; those it did may have been delivered and become 'uncertain'."""
     now = utcnow()
+    stale = (D.campaign_id == campaign_id, D.status == DeliveryStatus.SENDING, D.lease_until < now)
+    table = Delivery.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        requeued = conn.execute(
+            update(table)
+            .where(*stale, D.handed_at.is_(None))
+            .values(status=DeliveryStatus.QUEUED, attempts=D.attempts - 1, lease_owner=None, lease_until=None, updated_at=now)
+        )
+        uncertain = conn.execute(
+            update(table).where(*stale).values(status=DeliveryStatus.UNCERTAIN, lease_owner=None, updated_at=now)
+        )
+        return Expired(max(requeued.rowcount or 0, 0), max(uncertain.rowcount or 0, 0))
+
+
+def mark_handed(engine: Engine, delivery_id: int, owner: str) -> bool:
+    """Note that this delivery is about to go to SMTP. False if the lease was lost: then it must not be sent."""
     with engine.begin() as conn:
         result = conn.execute(
             update(Delivery.__table__)  # type: ignore[attr-defined]
-            .where(D.campaign_id == campaign_id, D.status == DeliveryStatus.SENDING, D.lease_until < now)
-            .values(status=DeliveryStatus.UNCERTAIN, lease_owner=None, updated_at=now)
+            .where(D.id == delivery_id, D.status == DeliveryStatus.SENDING, D.lease_owner == owner)
+            .values(handed_at=utcnow())
         )
-        return max(result.rowcount or 0, 0)
+        return result.rowcount == 1
 
 
 def claim_batch(engine: Engine, campaign_id: int, owner: str, size: int, lease_seconds: int) -> list[Claimed]:
@@ -139,6 +161,7 @@ def claim_batch(engine: Engine, campaign_id: int, owner: str, size: int, lease_s
             lease_owner=owner,
             lease_until=now + timedelta(seconds=lease_seconds),
             attempts=D.attempts + 1,
+            handed_at=None,
             updated_at=now,
         )
         .returning(D.id)

@@ -67,6 +67,7 @@ class Delivery(SQLModel, table=True):
     next_attempt_at: datetime = Field(default_factory=utcnow)
     lease_owner: str | None = None
     lease_until: datetime | None = None
+    handed_at: datetime | None = None  # set just before MAIL FROM: after a crash, tells "maybe sent" from "never tried"
     smtp_code: int | None = None
     smtp_reply: str | None = None
     created_at: datetime = Field(default_factory=utcnow)

@@ -188,19 +188,32 @@ def test_an_unreachable_relay_stops_and_leaves_everything_queued(engine: Engine,
     assert {(d.status, d.attempts) for d in deliveries(engine).values()} == {(DeliveryStatus.QUEUED, 0)}
 
 
-def test_an_abandoned_claim_becomes_uncertain_and_is_not_resent(engine: Engine, settings: Settings) -> None:
-    add_people(engine, ["crashed@example.org", "fresh@example.org"])
+def test_a_killed_runs_claims_are_settled_by_whether_they_reached_smtp(engine: Engine, settings: Settings) -> None:
+    add_people(engine, ["handed@example.org", "claimed@example.org", "fresh@example.org"])
+    plan = send_path.plan_send(engine, settings, load_issue(ISSUE_2026), None)
+    send_path.start_campaign(engine, plan)
+    past = utcnow() - timedelta(seconds=1)
+    with engine.begin() as conn:  # a worker claimed two rows, handed one to SMTP, then was killed
+        conn.execute(
+            update(Delivery).where(Delivery.email.in_(["handed@example.org", "claimed@example.org"]))
+            .values(status="sending", lease_owner="dead", lease_until=past, attempts=1)
+        )
+        conn.execute(update(Delivery).where(Delivery.email == "handed@example.org").values(handed_at=past))
+    server, summary = run_in_loop(engine, settings)
+    assert sorted(r for m in server.messages for r in m.recipients) == ["claimed@example.org", "fresh@example.org"]
+    rows = deliveries(engine)
+    assert rows["handed@example.org"].status == DeliveryStatus.UNCERTAIN  # may have arrived: not resent
+    assert (rows["claimed@example.org"].status, rows["claimed@example.org"].attempts) == (DeliveryStatus.SENT, 1)
+
+
+def test_a_row_whose_lease_was_taken_over_is_not_sent(engine: Engine, settings: Settings) -> None:
+    add_people(engine, ["a@example.org"])
     plan = send_path.plan_send(engine, settings, load_issue(ISSUE_2026), None)
     campaign = send_path.start_campaign(engine, plan)
-    with engine.begin() as conn:  # a worker claimed this row, then died
-        conn.execute(
-            update(Delivery).where(Delivery.email == "crashed@example.org")
-            .values(status="sending", lease_owner="dead", lease_until=utcnow() - timedelta(seconds=1), attempts=1)
-        )
-    server, summary = run_in_loop(engine, settings)
-    assert [r for m in server.messages for r in m.recipients] == ["fresh@example.org"]
-    assert summary.uncertain_from_earlier == 1
-    assert deliveries(engine)["crashed@example.org"].status == DeliveryStatus.UNCERTAIN
+    claimed = ledger.claim_batch(engine, campaign.id or 0, "slow-worker", 10, 600)
+    with engine.begin() as conn:  # an operator's later run settled the lease meanwhile
+        conn.execute(update(Delivery).values(status="queued", lease_owner=None))
+    assert not ledger.mark_handed(engine, claimed[0].delivery_id, "slow-worker")
 
 
 def test_deferred_too_often_becomes_failed(engine: Engine, settings: Settings) -> None:

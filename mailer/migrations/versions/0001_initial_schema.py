@@ -104,6 +104,7 @@ def upgrade() -> None:
     sa.Column('next_attempt_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('lease_owner', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('lease_until', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('handed_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
     sa.Column('smtp_code', sa.Integer(), nullable=True),
     sa.Column('smtp_reply', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
