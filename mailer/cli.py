@@ -123,9 +123,8 @@ def send(
 
     engine = open_database(settings.database_url)
     plan = send_path.plan_send(engine, settings, issue, list_name)
-    if resend_uncertain and plan.campaign_id is not None and not dry_run:
-        say(f"{requeue_uncertain(engine, plan.campaign_id)} uncertain deliveries queued again")
-        plan = send_path.plan_send(engine, settings, issue, list_name)
+    resend = plan.done.get(DeliveryStatus.UNCERTAIN, 0) if resend_uncertain else 0
+    total = plan.to_send + resend
     say(f"{issue.subject}  ({issue.newsletter} {issue.issue})", style="bold")
     say(
         f"list '{plan.mailing_list.name}': {plan.active} active subscribers; "
@@ -133,20 +132,24 @@ def send(
         + (f"; {plan.waiting} waiting for a retry from {plan.next_retry:%Y-%m-%d %H:%M} UTC" if plan.next_retry else "")
         + (f"; already done: {', '.join(f'{n} {s}' for s, n in sorted(plan.done.items()))}" if plan.done else "")
     )
+    if resend:
+        say(f"also resending {resend} uncertain deliveries: some of these people may get the issue twice", style="yellow")
     for warning in plan.warnings:
         say(f"warning: {warning}", style="yellow")
     say(f"relay: {settings.smtp}")
     if dry_run:
         say("dry run: nothing sent")
         return
-    if plan.to_send == 0:
+    if total == 0:
         say("nothing to send")
         return
-    question = f"Send to {plan.to_send} subscribers" + (f" despite {len(plan.warnings)} warning(s)" if plan.warnings else "") + "?"
+    question = f"Send to {total} subscribers" + (f" despite {len(plan.warnings)} warning(s)" if plan.warnings else "") + "?"
     if not yes and not typer.confirm(question, default=False):
         raise typer.Exit(1)
     campaign = send_path.start_campaign(engine, plan, allow_changed=allow_changed)
-    _dispatch_with_progress(engine, settings, campaign, plan.composed, plan.to_send)
+    if resend and campaign.id is not None:
+        requeue_uncertain(engine, campaign.id)  # only now that the operator has said yes
+    _dispatch_with_progress(engine, settings, campaign, plan.composed, total)
     out.print(render_table(delivery_report(engine, str(campaign.id))))
 
 
@@ -167,7 +170,7 @@ def _dispatch_with_progress(engine: Engine, settings: Settings, campaign: Campai
         assert campaign.id is not None
         due = next_retry_at(engine, campaign.id)
         say(f"{deferred} deferred; next retry due at {due:%Y-%m-%d %H:%M} UTC: run the same send again then")
-    uncertain = summary.counts.get(DeliveryStatus.UNCERTAIN, 0) + summary.uncertain_from_earlier
+    uncertain = summary.counts.get(DeliveryStatus.UNCERTAIN, 0)
     if uncertain:
         say(f"{uncertain} uncertain: the line was lost while the message was being handed over, so it may have "
             "arrived; they are not resent unless you run the send again with --resend-uncertain", style="yellow")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,7 +143,8 @@ def _front_matter(lines: list[str], path: str, problems: list[Problem]) -> tuple
 
     ok = True
     for key in REQUIRED_KEYS:
-        if meta.get(key) in (None, ""):
+        value = meta.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
             problems.append(Problem(path, end + 1 if key not in meta else line_of(key), f"front matter lacks '{key}'"))
             ok = False
     for key, value in meta.items():
@@ -158,7 +160,7 @@ def _front_matter(lines: list[str], path: str, problems: list[Problem]) -> tuple
         if ok and key in REQUIRED_KEYS + OPTIONAL_KEYS and value is not None:
             meta[key] = value = _one_line_values(value)
             texts = value if isinstance(value, list) else [value]
-            if any(not ch.isprintable() for text in texts for ch in text):
+            if any(unicodedata.category(ch) == "Cc" for text in texts for ch in text):
                 problems.append(Problem(path, line_of(key), f"'{key}' holds control characters"))
                 ok = False
     if ok and not ISSUE_ID.match(meta["issue"]):

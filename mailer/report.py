@@ -141,8 +141,8 @@ def render_table(report: Report) -> Group:
     for status, label in ROWS:
         table.add_row(label, str(report.counts.get(status, 0)))
     table.add_section()
-    table.add_row("bounced hard (5xx)", str(report.bounced_hard))
-    table.add_row("bounced soft (4xx, lost line)", str(report.bounced_soft))
+    table.add_row("hard bounces (address refused)", str(report.bounced_hard))
+    table.add_row("soft bounces (temporary, or not the address)", str(report.bounced_soft))
     table.add_row("unsubscribed", str(report.unsubscribed))
     table.add_section()
     table.add_row("total deliveries", str(report.total))

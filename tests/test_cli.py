@@ -131,7 +131,7 @@ def test_send_asks_then_sends_once_and_reports(env: dict[str, str], tmp_path: Pa
     assert report["counts"]["sent"] == 20 and report["counts"]["bounced"] == 1 and report["bounced_hard"] == 1
     assert report["top_reasons"][0]["reason"] == "5.1.1 User unknown" and report["rate_per_second"] > 0
     table = run(["report", "2026-05"], env)
-    assert "bounced hard (5xx)" in table.stdout and "duration" in table.stdout
+    assert "hard bounces (address refused)" in table.stdout and "duration" in table.stdout
 
 
 def test_test_send_goes_to_one_address_marked_as_test(env: dict[str, str], relay: CaptureServer) -> None:
@@ -204,3 +204,26 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_finishes_the_job(
     assert run(["send", str(ISSUE_2026), "--yes"], {**env, "MAILER_SMTP_RATE": "0"}).returncode == 0
     received = [r for m in relay.messages for r in m.recipients]
     assert sorted(received) == sorted(f"p{n}@example.org" for n in range(80))  # each exactly once
+
+
+def test_resend_uncertain_waits_for_the_operators_yes(env: dict[str, str], relay: CaptureServer) -> None:
+    import sqlite3
+
+    env = {**env, "MAILER_SMTP_URL": relay.url}
+    assert run(["subscribers", "add", "lost@example.org", "--list", "work-in-progress"], env).returncode == 0
+    assert run(["send", str(ISSUE_2026), "--yes"], env).returncode == 0
+    path = env["MAILER_DATABASE_URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(path) as db:  # as if the line had dropped during DATA
+        db.execute("UPDATE delivery SET status = 'uncertain'")
+
+    def status() -> str:
+        with sqlite3.connect(path) as db:
+            return db.execute("SELECT status FROM delivery").fetchone()[0]
+
+    plain = run(["send", str(ISSUE_2026), "--yes"], env)
+    assert "nothing to send" in plain.stdout and status() == "uncertain"
+    declined = run(["send", str(ISSUE_2026), "--resend-uncertain"], env, stdin="n\n")
+    assert declined.returncode == 1 and "may get the issue twice" in declined.stdout and status() == "uncertain"
+    accepted = run(["send", str(ISSUE_2026), "--resend-uncertain", "--yes"], env)
+    assert accepted.returncode == 0 and status() == "sent"
+    assert [r for m in relay.messages for r in m.recipients] == ["lost@example.org", "lost@example.org"]

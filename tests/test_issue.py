@@ -122,3 +122,10 @@ def test_an_unconfigured_newsletter_is_reported_at_its_line(tmp_path: Path) -> N
     issue = parse_issue(FRONT.replace("work-in-progress", "work-in-progres") + "# S\n", "x.md")
     with pytest.raises(IssueError, match=r"x.md:2: error: newsletter 'work-in-progres' is not configured"):
         newsletter_for(load_settings({}), issue)
+
+
+def test_blank_required_values_fail_and_emoji_pass() -> None:
+    with pytest.raises(IssueError, match=r"x.md:5: error: front matter lacks 'subject'"):
+        parse_issue(FRONT.replace('subject: "S"', 'subject: "   "') + "# S\n", "x.md")
+    family = parse_issue(FRONT.replace('subject: "S"', 'subject: "Famiglie \U0001F468\u200d\U0001F469\u200d\U0001F467 in\u00adsieme"') + "# S\n", "x.md")
+    assert "\u200d" in family.subject
