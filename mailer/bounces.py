@@ -3,8 +3,9 @@
 Only a refusal of the address itself (5.1.x bad mailbox or domain, 5.2.1 mailbox disabled, or a bare
 550/551/553 to RCPT) is a hard bounce that suppresses the subscriber. A 5xx about the message or our
 reputation (5.7.x policy, 5.3.4 too big, spam filters after DATA) or a full mailbox (5.2.2) ends this
-delivery as bounced but keeps the address. A refusal of our sender (MAIL FROM) is nobody's bounce: the run
-stops and every unsent delivery stays queued.
+delivery as bounced but keeps the address. A refusal of our sender or of relaying (at MAIL FROM, or at RCPT as Postfix
+gives it: 5.1.7, 5.1.8, "Sender address rejected", "Relay access denied") is nobody's bounce: the run stops
+and every unsent delivery stays queued.
 """
 from __future__ import annotations
 
@@ -17,6 +18,12 @@ from mailer.transport import DATA, DONE, MAIL, SmtpReply
 _ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>]+>?")
 _QUEUE_ID = re.compile(r"\b(?=[A-Za-z0-9]*\d)[A-Za-z0-9]{8,}\b")
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+# Refusals of us rather than of the recipient, which Postfix and others often give at RCPT time.
+_REFUSES_US = re.compile(
+    r"sender address rejected|relay(ing)? (access )?denied|not permitted to relay|relay not permitted|"
+    r"authentication required|sender (domain|address) (not|is not)",
+    re.IGNORECASE,
+)
 
 
 def reason_group(reply: str) -> str:
@@ -33,14 +40,13 @@ class Verdict:
     bounce: str | None = None  # "hard", "soft" or None: the bounce event to log
     suppress: bool = False  # stop all mail to this address
     stop_run: bool = False  # the relay refuses us as a whole
-    rejection: bool = False  # a 5xx about the message, not the address (counted to spot a blocked relay)
 
 
 def classify(reply: SmtpReply) -> Verdict:
     code, stage = reply.code, reply.stage
     if stage == DONE and code is not None and 200 <= code < 300:
         return Verdict(DeliveryStatus.SENT)
-    if stage == MAIL and code is not None:
+    if code is not None and (stage == MAIL or (code >= 500 and refuses_us(reply))):
         return Verdict(None, stop_run=True)
     if code is None:  # the line was lost
         if stage == DATA:  # the message may have been accepted before the line went: never resend blindly
@@ -50,7 +56,13 @@ def classify(reply: SmtpReply) -> Verdict:
         return Verdict(DeliveryStatus.DEFERRED, bounce="soft")
     if address_refused(reply):
         return Verdict(DeliveryStatus.BOUNCED, bounce="hard", suppress=True)
-    return Verdict(DeliveryStatus.BOUNCED, bounce="soft", rejection=stage == DATA or _enhanced(reply.text)[:2] == ("5", "7"))
+    return Verdict(DeliveryStatus.BOUNCED, bounce="soft")
+
+
+def refuses_us(reply: SmtpReply) -> bool:
+    """Does this reply refuse our sender or our right to relay (5.1.7, 5.1.8, or words to that effect)?"""
+    enhanced = _enhanced(reply.text)
+    return (enhanced[:2] == ("5", "1") and enhanced[2] in ("7", "8")) or bool(_REFUSES_US.search(reply.text))
 
 
 def address_refused(reply: SmtpReply) -> bool:
@@ -58,7 +70,7 @@ def address_refused(reply: SmtpReply) -> bool:
     enhanced = _enhanced(reply.text)
     if enhanced:
         klass, subject, detail = enhanced
-        return subject == "1" or (subject == "2" and detail == "1")
+        return (subject == "1" and detail not in ("7", "8")) or (subject == "2" and detail == "1")
     return reply.stage != DATA and reply.code in (550, 551, 553)
 
 

@@ -41,7 +41,7 @@ class DispatchOptions:
     max_attempts: int = 5
     retry_backoff: Sequence[int] = (300, 900, 3600, 14400)
     rate: float = 0.0
-    max_rejections: int = 10  # this many message rejections in a row means the relay blocks us: stop
+    max_rejections: int = 10  # this many 5xx in a row means the relay blocks us: stop
 
 
 @dataclass
@@ -83,6 +83,8 @@ class Dispatcher:
         self._unsent: dict[int, Claimed] = {}  # claimed, not yet handed to SMTP: released on stop
         self._stopping = asyncio.Event()
         self._rejections = 0
+        self._seen_success = False
+        self._held: list[int] = []  # hard bounces before this relay has delivered anything: suppressed later
         self._queue_size = 4 * len(self.senders)
         if options.rate > 0:
             # A claimed row waits at most (batch + queue) sends; its lease must outlast that comfortably.
@@ -178,10 +180,17 @@ class Dispatcher:
                 self._fail(f"the relay refused our sender {outgoing.envelope_from}: {reply.code} {reply.text}")
                 return
             self._unsent.pop(claimed.delivery_id, None)
-            self._record(
-                claimed, Result(verdict.status, reply.code, reply.text, bounce=verdict.bounce, suppress=verdict.suppress)
-            )
-            self._rejections = self._rejections + 1 if verdict.rejection else 0
+            suppress = verdict.suppress
+            if suppress and not self._seen_success:
+                # Until one message gets through, a string of 'unknown user' may be the relay's doing.
+                self._held.append(claimed.subscriber_id)
+                suppress = False
+            self._record(claimed, Result(verdict.status, reply.code, reply.text, bounce=verdict.bounce, suppress=suppress))
+            if verdict.status == DeliveryStatus.SENT and not self._seen_success:
+                self._seen_success = True
+                ledger.suppress_subscribers(self.engine, self._held)
+                self._held.clear()
+            self._rejections = self._rejections + 1 if verdict.status == DeliveryStatus.BOUNCED else 0
             if self._rejections >= self.options.max_rejections:
                 self._fail(f"the relay rejected {self._rejections} messages in a row, last: {reply.code} {reply.text}")
                 return

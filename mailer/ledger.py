@@ -346,3 +346,11 @@ def count_due(engine: Engine, campaign_id: int) -> int:
                 D.campaign_id == campaign_id, D.status.in_(PENDING), D.next_attempt_at <= utcnow()
             )
         ).scalar_one()
+
+
+def suppress_subscribers(engine: Engine, subscriber_ids: Sequence[int]) -> None:
+    """Suppress subscribers whose hard bounces were held back until the relay proved it delivers."""
+    if subscriber_ids:
+        with engine.begin() as conn:
+            for subscriber_id in subscriber_ids:
+                suppress(conn, subscriber_id, SubscriberStatus.BOUNCED)

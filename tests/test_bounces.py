@@ -38,10 +38,19 @@ def test_a_refused_sender_stops_the_run_and_blames_no_one(code: int) -> None:
     assert verdict.stop_run and verdict.status is None and not verdict.suppress and verdict.bounce is None
 
 
-def test_message_rejections_are_counted_address_refusals_are_not() -> None:
-    assert classify(SmtpReply(554, "5.7.1 spam", DATA)).rejection
-    assert classify(SmtpReply(550, "5.7.1 blocked", RCPT)).rejection
-    assert not classify(SmtpReply(550, "5.1.1 unknown", RCPT)).rejection
+@pytest.mark.parametrize(
+    "reply",
+    [
+        SmtpReply(550, "5.1.8 <bounces+1.x@comune.torino.it>: Sender address rejected: Domain not found", RCPT),
+        SmtpReply(553, "5.1.7 The sender address is malformed", RCPT),
+        SmtpReply(554, "5.7.1 <r@example.org>: Relay access denied", RCPT),
+        SmtpReply(550, "Relaying denied", RCPT),
+        SmtpReply(530, "5.7.0 Authentication required", RCPT),
+    ],
+)
+def test_refusals_of_us_at_rcpt_stop_the_run_and_blame_no_one(reply: SmtpReply) -> None:
+    verdict = classify(reply)
+    assert verdict.stop_run and verdict.status is None and not verdict.suppress
 
 
 def test_reason_groups_blank_addresses_and_queue_ids() -> None:

@@ -343,3 +343,33 @@ def test_a_changed_issue_file_is_refused_midway_unless_allowed(engine: Engine, s
     with Session(engine) as session:
         stored = session.get(Campaign, campaign.id)
         assert stored is not None and "Rockin' 1000" in stored.issue_source
+
+
+def test_a_sender_refused_at_rcpt_stops_the_run_without_suppressing_anyone(engine: Engine, settings: Settings) -> None:
+    add_people(engine, [f"r{n}@example.org" for n in range(5)])
+    rule = lambda r: "550 5.1.8 <bounces@comune.torino.it>: Sender address rejected: Domain not found"  # noqa: E731
+    server, summary = run_in_loop(engine, settings, rule)
+    assert summary.error and "Sender address rejected" in summary.error
+    assert {d.status for d in deliveries(engine).values()} == {DeliveryStatus.QUEUED}
+    with Session(engine) as session:
+        assert {s.status for s in session.exec(select(Subscriber))} == {SubscriberStatus.ACTIVE}
+
+
+def test_hard_bounces_before_any_success_are_suppressed_only_once_the_relay_delivers(engine: Engine, settings: Settings) -> None:
+    def statuses() -> dict[str, str]:
+        with Session(engine) as session:
+            return {s.email: s.status for s in session.exec(select(Subscriber))}
+
+    add_people(engine, ["dead1@example.org", "dead2@example.org", "alive@example.org"])
+    run_in_loop(engine, settings, lambda r: "550 5.1.1 User unknown" if r.startswith("dead") else None, smtp_connections=1)
+    assert statuses() == {"dead1@example.org": "bounced", "dead2@example.org": "bounced", "alive@example.org": "active"}
+
+
+def test_a_relay_refusing_everyone_trips_the_breaker_before_suppressing_anyone(engine: Engine, settings: Settings) -> None:
+    add_people(engine, [f"r{n:02d}@example.org" for n in range(25)])
+    server, summary = run_in_loop(engine, settings, lambda r: "550 5.1.1 User unknown", smtp_connections=1)
+    assert summary.error and "rejected 10 messages in a row" in summary.error
+    rows = deliveries(engine)
+    assert sum(d.status == DeliveryStatus.BOUNCED for d in rows.values()) == 10
+    with Session(engine) as session:
+        assert {s.status for s in session.exec(select(Subscriber))} == {SubscriberStatus.ACTIVE}
