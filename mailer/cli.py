@@ -272,15 +272,14 @@ def subscribers_list(
 
 @subscribers_app.command("export")
 def subscribers_export(
-    list_name: Optional[str] = typer.Option(None, "--list"),
+    list_name: str = typer.Option(..., "--list", help="The list (statuses are per list: who left it, who bounced)"),
     output: Path = typer.Option(..., "--out", help="CSV file to write"),
     status: Optional[str] = typer.Option(None, "--status"),
 ) -> None:
     """Write subscribers to a CSV file that `subscribers import` reads back."""
     engine = open_database(_settings().database_url)
     with Session(engine) as session, output.open("w", encoding="utf-8", newline="") as handle:
-        mailing_list = store.get_list(session, list_name) if list_name else None
-        count = write_subscribers_csv(store.list_members(session, mailing_list, status), handle)
+        count = write_subscribers_csv(store.list_members(session, store.get_list(session, list_name), status), handle)
     say(f"{count} subscribers written to {output}")
 
 

@@ -81,7 +81,7 @@ def _to_header(name: str, email: str) -> bytes:
     if len(value) <= 74:  # fits one line: the common case, kept cheap
         return b"To: " + value.encode("ascii") + CRLF
     # A long name: encoded words split at character boundaries, each line within 78 octets.
-    encoded = Header(name, "utf-8", header_name="To").encode(linesep="\r\n")
+    encoded = Header(name, "utf-8", header_name="To", maxlinelen=76).encode(linesep="\r\n")  # words <= 75 (RFC 2047)
     return f"To: {encoded}\r\n <{email}>\r\n".encode("ascii")
 
 

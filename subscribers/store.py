@@ -121,8 +121,13 @@ def add_subscribers(
             existing[person.email] = sub
             session.flush()
         if person.status != SubscriberStatus.ACTIVE:
-            _record_exit(session, sub, memberships, mailing_list.id, person.status, now)
-            counts.suppressed += 1
+            # A file saying someone left is recorded for people new to this list; for people already
+            # on it the store's own, newer, state wins (an old export must not undo a re-subscription).
+            if is_new or sub.id not in memberships:
+                _record_exit(session, sub, memberships, mailing_list.id, person.status, now)
+                counts.suppressed += 1
+            else:
+                counts.updated += 1
             continue
         if not is_new:
             if sub.status != SubscriberStatus.ACTIVE and not resubscribe:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import email
+import re
 from email import policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage
@@ -72,12 +73,16 @@ def test_bodies_are_the_composed_parts_with_the_recipient_spliced_in(built: tupl
 @pytest.mark.parametrize("name", ["N" * 200, ("Zoé Müller-Lo Russo " * 20).strip(), "Niccolò"])
 def test_lines_are_short_and_crlf_terminated(built: tuple[MessageBuilder, object], name: str) -> None:
     builder, _ = built
-    data = builder.build(Recipient("x" * 60 + "@example.com", name, delivery_id=3)).data
+    data = builder.build(Recipient("x" * 40 + "@example.com", name, delivery_id=3)).data
     # decode_header follows RFC 2047 6.2 (space between adjacent encoded words is dropped);
     # the stdlib's newer parser inserts one, so the display name is checked the older way
     to = email.message_from_bytes(data, policy=policy.compat32)["To"]
     decoded = str(make_header(decode_header(to)))
-    assert decoded.startswith(name) and decoded.endswith("<" + "x" * 60 + "@example.com>")
+    assert decoded.startswith(name) and decoded.endswith("<" + "x" * 40 + "@example.com>")
+    head = data.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    to_lines = head.split("\r\nTo: ", 1)[1].split("\r\nMessage-ID:", 1)[0].split("\r\n")
+    assert all(len(line) <= 78 for line in to_lines[1:]) and len("To: " + to_lines[0]) <= 78
+    assert all(len(word) <= 75 for word in re.findall(r"=\?utf-8\?[bq]\?[^?]*\?=", "".join(to_lines)))
     assert b"\n" not in data.replace(b"\r\n", b"")
     body = data.split(b"\r\n\r\n", 1)[1]
     assert max(len(line) for line in body.split(b"\r\n")) <= 76

@@ -115,3 +115,15 @@ def test_unknown_list_names_the_known_ones(engine: Engine) -> None:
         store.get_or_create_list(session, "wip")
         with pytest.raises(UnknownList, match="lists: wip"):
             store.get_list(session, "wpi")
+
+
+def test_an_old_export_does_not_undo_a_resubscription(engine: Engine) -> None:
+    with Session(engine) as session:
+        wip = store.get_or_create_list(session, "wip")
+        store.add_subscribers(session, wip, [store.NewSubscriber("back@example.org", "Back")], source="form")
+        session.commit()
+        old_export = [store.NewSubscriber("back@example.org", "Back", "it", "unsubscribed")]
+        counts = store.add_subscribers(session, wip, old_export, source="import:old.csv")
+        session.commit()
+        assert (counts.suppressed, counts.updated) == (0, 1)
+        assert store.count_active(session, wip) == 1
