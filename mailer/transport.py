@@ -58,6 +58,7 @@ class SmtpConnection:
         self.connect_retries = connect_retries
         self._smtp: aiosmtplib.SMTP | None = None
         self._sent_on_connection = 0
+        self._transactions_on_connection = 0  # answered transactions, accepted or not
 
     async def _connect(self) -> aiosmtplib.SMTP:
         t = self.target
@@ -95,7 +96,7 @@ class SmtpConnection:
 
         A reused connection that the server has meanwhile closed (idle timeout, or 421 at MAIL because of
         a per-connection limit) is reopened and the message tried once more on the fresh one."""
-        reused = self._smtp is not None and self._sent_on_connection > 0
+        reused = self._smtp is not None and self._transactions_on_connection > 0
         reply = await self._transaction(envelope_from, recipient, data)
         if reused and reply.stage == MAIL and (reply.code is None or reply.code == 421):
             await self.close()
@@ -106,7 +107,7 @@ class SmtpConnection:
         if self._smtp is None or not self._smtp.is_connected or self._sent_on_connection >= self.max_messages:
             await self.close()
             self._smtp = await self._connect()
-            self._sent_on_connection = 0
+            self._sent_on_connection = self._transactions_on_connection = 0
         smtp = self._smtp
         stage = MAIL
         try:
@@ -116,12 +117,14 @@ class SmtpConnection:
             stage = DATA
             response = await smtp.data(data, timeout=max(self.timeout, DATA_TIMEOUT))
         except aiosmtplib.SMTPResponseException as exc:  # refused sender, recipient or message
+            self._transactions_on_connection += 1
             await self._reset()
             return SmtpReply(exc.code, exc.message, stage)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError, OSError) as exc:
             await self.close()
             return SmtpReply(None, f"connection lost: {exc}", stage)
         self._sent_on_connection += 1
+        self._transactions_on_connection += 1
         return SmtpReply(response.code, response.message, DONE)
 
     async def _reset(self) -> None:
