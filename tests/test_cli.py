@@ -227,3 +227,36 @@ def test_resend_uncertain_waits_for_the_operators_yes(env: dict[str, str], relay
     accepted = run(["send", str(ISSUE_2026), "--resend-uncertain", "--yes"], env)
     assert accepted.returncode == 0 and status() == "sent"
     assert [r for m in relay.messages for r in m.recipients] == ["lost@example.org", "lost@example.org"]
+
+
+def test_after_a_hard_kill_only_messages_that_reached_smtp_are_in_doubt(env: dict[str, str], tmp_path: Path, relay: CaptureServer) -> None:
+    import signal
+    import sqlite3
+    import time
+
+    env = {**env, "MAILER_SMTP_URL": relay.url, "MAILER_SMTP_RATE": "25"}
+    people = tmp_path / "people.csv"
+    people.write_text("email\n" + "".join(f"k{n}@example.org\n" for n in range(80)), encoding="utf-8")
+    assert run(["subscribers", "import", str(people), "--list", "work-in-progress"], env).returncode == 0
+    process = subprocess.Popen(MAILER + ["send", str(ISSUE_2026), "--yes"], env={**os.environ, **env}, cwd=PROJECT_ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while len(relay.messages) < 10 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    path = env["MAILER_DATABASE_URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(path) as db:
+        claimed = db.execute("SELECT count(*) FROM delivery WHERE status = 'sending'").fetchone()[0]
+        db.execute("UPDATE delivery SET lease_until = '2000-01-01 00:00:00.000000' WHERE status = 'sending'")  # time passes
+    assert claimed > 0
+
+    assert run(["send", str(ISSUE_2026), "--yes"], {**env, "MAILER_SMTP_RATE": "0"}).returncode == 0
+    received = [r for m in relay.messages for r in m.recipients]
+    with sqlite3.connect(path) as db:
+        uncertain = [r[0] for r in db.execute("SELECT email FROM delivery WHERE status = 'uncertain'")]
+        states = dict(db.execute("SELECT status, count(*) FROM delivery GROUP BY status").fetchall())
+    assert set(states) <= {"sent", "uncertain"}
+    assert len(uncertain) <= 4  # at most one in flight per connection
+    assert len(received) == len(set(received))  # nobody twice
+    assert set(received) | set(uncertain) == {f"k{n}@example.org" for n in range(80)}  # nobody forgotten
