@@ -125,11 +125,11 @@ ROWS = [
     ("queued", "queued"),
     ("sending", "in flight"),
     ("sent", "sent"),
-    ("deferred", "deferred (retry due)"),
+    ("deferred", "deferred (will be retried)"),
     ("bounced", "bounced"),
     ("failed", "failed (retries exhausted)"),
     ("skipped", "skipped (left before their turn)"),
-    ("uncertain", "uncertain (lost in a crash)"),
+    ("uncertain", "uncertain (may have arrived)"),
 ]
 
 
