@@ -61,19 +61,19 @@ def classify(reply: SmtpReply) -> Verdict:
 
 def refuses_us(reply: SmtpReply) -> bool:
     """Does this reply refuse our sender or our right to relay (5.1.7, 5.1.8, or words to that effect)?"""
-    enhanced = _enhanced(reply.text)
-    return (enhanced[:2] == ("5", "1") and enhanced[2] in ("7", "8")) or bool(_REFUSES_US.search(reply.text))
+    return _enhanced(reply.text) in ("5.1.7", "5.1.8") or bool(_REFUSES_US.search(reply.text))
 
 
 def address_refused(reply: SmtpReply) -> bool:
     """Does this 5xx say the address itself does not work?"""
     enhanced = _enhanced(reply.text)
     if enhanced:
-        klass, subject, detail = enhanced
+        _, subject, detail = enhanced.split(".")
         return (subject == "1" and detail not in ("7", "8")) or (subject == "2" and detail == "1")
     return reply.stage != DATA and reply.code in (550, 551, 553)
 
 
-def _enhanced(text: str) -> tuple[str, str, str] | tuple[()]:
+def _enhanced(text: str) -> str:
+    """The RFC 3463 enhanced status code a reply starts with ('5.1.1'), or ''."""
     match = _ENHANCED.match(text)
-    return (match.group(1), match.group(2), match.group(3)) if match else ()
+    return ".".join(match.groups()) if match else ""
