@@ -1,12 +1,16 @@
 """Opening the database: SQLite (WAL) by default, PostgreSQL by URL; the schema brought to the latest
-Alembic revision (mailer/migrations) every time, so an upgrade of the code upgrades the data in place."""
+Alembic revision (mailer/migrations) whenever it is behind, so an upgrade of the code upgrades the data in place."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import create_engine
@@ -25,14 +29,13 @@ def open_database(url: str) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
     else:
         engine = create_engine(url, pool_pre_ping=True)
     migrate(engine)
     return engine
 
 
-def alembic_config(connection: Connection) -> Config:
+def alembic_config(connection: Connection | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -40,26 +43,48 @@ def alembic_config(connection: Connection) -> Config:
 
 
 def migrate(engine: Engine) -> None:
-    """Upgrade the schema to the newest revision, in one transaction that holds the write lock from the
-    start (on SQLite), so a failed migration leaves nothing half-done and concurrent first opens queue up."""
+    """Upgrade the schema when it is behind. The common case (already current) is one read and takes no lock,
+    so reports never wait for a running send."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     with engine.connect() as connection:
-        connection = connection.execution_options(sqlite_immediate=True)
-        with connection.begin():
-            command.upgrade(alembic_config(connection), "head")
+        if MigrationContext.configure(connection).get_current_revision() == head:
+            return
+    with schema_transaction(engine) as connection:
+        command.upgrade(alembic_config(connection), "head")
+
+
+@contextmanager
+def schema_transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction for schema changes, committed only if all of it worked.
+
+    On SQLite the driver would commit around DDL on its own; for this connection only, it is switched to
+    manual mode and the transaction begun with BEGIN IMMEDIATE, which also makes concurrent first opens
+    wait for each other. Ordinary transactions keep the driver's default, which begins at the first write.
+    """
+    with engine.connect() as connection:
+        sqlite = engine.dialect.name == "sqlite"
+        driver = connection.connection.dbapi_connection
+        previous = driver.isolation_level if sqlite else None  # type: ignore[union-attr]
+        try:
+            if sqlite:
+                driver.isolation_level = None  # type: ignore[union-attr]
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                connection.begin()
+            yield connection
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            if sqlite:
+                driver.isolation_level = previous  # type: ignore[union-attr]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # The sqlite3 module would commit before DDL and begin transactions on its own; SQLAlchemy's
-    # recipe turns that off and issues BEGIN itself (below), so schema changes are transactional too.
-    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers (reports, web) never block the sender
     cursor.execute("PRAGMA synchronous=NORMAL")  # durable at each checkpoint; safe with WAL
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
-
-
-def _sqlite_begin(connection: Connection) -> None:
-    immediate = connection.get_execution_options().get("sqlite_immediate")
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
