@@ -17,11 +17,18 @@ from mailer.transport import DATA, DONE, MAIL, SmtpReply
 
 _ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>]+>?")
 _QUEUE_ID = re.compile(r"\b(?=[A-Za-z0-9]*\d)[A-Za-z0-9]{8,}\b")
+_NO_MAILBOX = re.compile(
+    r"unknown|no such|does not exist|doesn't exist|not exist|invalid (recipient|mailbox|address)|"
+    r"mailbox (unavailable|not found|disabled)|user not found|recipient rejected|not a valid|undeliverable|"
+    r"address rejected|no mailbox",
+    re.IGNORECASE,
+)
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 # Refusals of us rather than of the recipient, which Postfix and others often give at RCPT time.
 _REFUSES_US = re.compile(
     r"sender address rejected|relay(ing)? (access )?denied|not permitted to relay|relay not permitted|"
-    r"authentication required|sender (domain|address) (not|is not)",
+    r"authentication required|sender (domain|address) (not|is not)|sender verify|verification failed|"
+    r"administrative prohibition",
     re.IGNORECASE,
 )
 
@@ -70,7 +77,8 @@ def address_refused(reply: SmtpReply) -> bool:
     if enhanced:
         _, subject, detail = enhanced.split(".")
         return (subject == "1" and detail not in ("7", "8")) or (subject == "2" and detail == "1")
-    return reply.stage != DATA and reply.code in (550, 551, 553)
+    # No enhanced code: a bare 550/551/553 to RCPT is hard only when its words say the mailbox is not there.
+    return reply.stage != DATA and reply.code in (550, 551, 553) and bool(_NO_MAILBOX.search(reply.text))
 
 
 def _enhanced(text: str) -> str:

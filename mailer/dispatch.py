@@ -82,9 +82,7 @@ class Dispatcher:
         self._limiter = RateLimiter(options.rate)
         self._unsent: dict[int, Claimed] = {}  # claimed, not yet handed to SMTP: released on stop
         self._stopping = asyncio.Event()
-        self._rejections = 0
-        self._seen_success = False
-        self._held: list[int] = []  # hard bounces before this relay has delivered anything: suppressed later
+        self._streak: list[tuple[int, int | None]] = []  # 5xx since the last delivery: (delivery, subscriber to suppress)
         self._queue_size = 4 * len(self.senders)
         if options.rate > 0:
             # A claimed row waits at most (batch + queue) sends; its lease must outlast that comfortably.
@@ -128,6 +126,7 @@ class Dispatcher:
                 queue.put_nowait(None)
             await asyncio.gather(*workers, return_exceptions=True)
             await asyncio.gather(*(s.close() for s in self.senders), return_exceptions=True)
+            self._settle_streak()  # the run ended without tripping: its last bounces are real
             self.summary.released = ledger.release(self.engine, list(self._unsent), self.owner)
             self._unsent.clear()
             ledger.finish_if_done(self.engine, self.campaign_id)
@@ -166,6 +165,8 @@ class Dispatcher:
                 return
             claimed, outgoing = job
             await self._limiter.wait()
+            if self._stopping.is_set():
+                return  # stopped while waiting for our turn: the job goes back to the queue
             if not ledger.mark_handed(self.engine, claimed.delivery_id, self.owner):
                 self._unsent.pop(claimed.delivery_id, None)  # another run settled this lease: leave it alone
                 continue
@@ -180,20 +181,28 @@ class Dispatcher:
                 self._fail(f"the relay refused our sender {outgoing.envelope_from}: {reply.code} {reply.text}")
                 return
             self._unsent.pop(claimed.delivery_id, None)
-            suppress = verdict.suppress
-            if suppress and not self._seen_success:
-                # Until one message gets through, a string of 'unknown user' may be the relay's doing.
-                self._held.append(claimed.subscriber_id)
-                suppress = False
-            self._record(claimed, Result(verdict.status, reply.code, reply.text, bounce=verdict.bounce, suppress=suppress))
-            if verdict.status == DeliveryStatus.SENT and not self._seen_success:
-                self._seen_success = True
-                ledger.suppress_subscribers(self.engine, self._held)
-                self._held.clear()
-            self._rejections = self._rejections + 1 if verdict.status == DeliveryStatus.BOUNCED else 0
-            if self._rejections >= self.options.max_rejections:
-                self._fail(f"the relay rejected {self._rejections} messages in a row, last: {reply.code} {reply.text}")
-                return
+            # A hard bounce suppresses its address only once a later message gets through: ten 5xx with no
+            # delivery between them are more likely the relay's doing (quota, block, misconfiguration).
+            self._record(claimed, Result(verdict.status, reply.code, reply.text, bounce=verdict.bounce))
+            if verdict.status == DeliveryStatus.BOUNCED:
+                self._streak.append((claimed.delivery_id, claimed.subscriber_id if verdict.suppress else None))
+                if len(self._streak) >= self.options.max_rejections:
+                    self._trip(f"{reply.code} {reply.text}")
+                    return
+            elif verdict.status == DeliveryStatus.SENT:
+                self._settle_streak()
+
+    def _settle_streak(self) -> None:
+        """The relay delivers: the bounces met since the last delivery were real; suppress hard ones."""
+        ledger.suppress_subscribers(self.engine, [s for _, s in self._streak if s is not None])
+        self._streak.clear()
+
+    def _trip(self, last_reply: str) -> None:
+        """Too many 5xx in a row: stop, and give those deliveries back to the queue, addresses untouched."""
+        count = len(self._streak)
+        ledger.requeue_refused(self.engine, [d for d, _ in self._streak])
+        self._streak.clear()
+        self._fail(f"the relay refused {count} messages in a row (last: {last_reply}); they stay queued")
 
     def _record(self, claimed: Claimed, result: Result) -> None:
         opts = self.options

@@ -354,3 +354,19 @@ def suppress_subscribers(engine: Engine, subscriber_ids: Sequence[int]) -> None:
         with engine.begin() as conn:
             for subscriber_id in subscriber_ids:
                 suppress(conn, subscriber_id, SubscriberStatus.BOUNCED)
+
+
+def requeue_refused(engine: Engine, delivery_ids: Sequence[int]) -> None:
+    """Deliveries a relay refused wholesale go back to the queue; their bounce events become soft
+    (kept as the record of what the relay said), and no address is suppressed."""
+    if not delivery_ids:
+        return
+    ids = list(delivery_ids)
+    with engine.begin() as conn:
+        conn.execute(
+            update(Delivery.__table__)  # type: ignore[attr-defined]
+            .where(D.id.in_(ids), D.status == DeliveryStatus.BOUNCED)
+            .values(status=DeliveryStatus.QUEUED, attempts=D.attempts - 1, next_attempt_at=utcnow(), updated_at=utcnow())
+        )
+        events = BounceEvent.__table__  # type: ignore[attr-defined]
+        conn.execute(update(events).where(events.c.delivery_id.in_(ids)).values(kind="soft"))

@@ -124,7 +124,10 @@ def add_subscribers(
             # A file saying someone left is recorded for people new to this list; for people already
             # on it the store's own, newer, state wins (an old export must not undo a re-subscription).
             if is_new or sub.id not in memberships:
-                _record_exit(session, sub, memberships, mailing_list.id, person.status, now)
+                # For someone already in the store, a file's 'bounced' must not stop their other lists:
+                # it only keeps them off this one.
+                status = person.status if is_new else SubscriptionStatus.UNSUBSCRIBED
+                _record_exit(session, sub, memberships, mailing_list.id, status, now)
                 counts.suppressed += 1
             else:
                 counts.updated += 1

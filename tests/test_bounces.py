@@ -16,6 +16,8 @@ SENT, BOUNCED, DEFERRED, UNCERTAIN = DeliveryStatus.SENT, DeliveryStatus.BOUNCED
         (SmtpReply(250, "2.0.0 Ok: queued", DONE), SENT, None, False),
         (SmtpReply(550, "5.1.1 <a@x>: User unknown", RCPT), BOUNCED, "hard", True),
         (SmtpReply(550, "Mailbox unavailable", RCPT), BOUNCED, "hard", True),  # no enhanced code: classic hard
+        (SmtpReply(550, "No such user here", RCPT), BOUNCED, "hard", True),
+        (SmtpReply(550, "Message refused by policy", RCPT), BOUNCED, "soft", False),  # bare 550, not the mailbox
         (SmtpReply(550, "5.2.1 Mailbox disabled", RCPT), BOUNCED, "hard", True),
         (SmtpReply(552, "5.2.2 Mailbox full", RCPT), BOUNCED, "soft", False),
         (SmtpReply(550, "5.7.1 Service unavailable, client host blocked", RCPT), BOUNCED, "soft", False),
@@ -46,6 +48,8 @@ def test_a_refused_sender_stops_the_run_and_blames_no_one(code: int) -> None:
         SmtpReply(554, "5.7.1 <r@example.org>: Relay access denied", RCPT),
         SmtpReply(550, "Relaying denied", RCPT),
         SmtpReply(530, "5.7.0 Authentication required", RCPT),
+        SmtpReply(550, "Sender verify failed", RCPT),  # Exim
+        SmtpReply(550, "Administrative prohibition", RCPT),
     ],
 )
 def test_refusals_of_us_at_rcpt_stop_the_run_and_blame_no_one(reply: SmtpReply) -> None:

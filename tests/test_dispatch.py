@@ -260,10 +260,9 @@ def test_content_rejections_keep_the_address_and_a_blocked_relay_stops_the_run(e
             return await send_path.dispatch_campaign(engine, s, send_path.start_campaign(engine, plan), plan.composed)
 
     summary = asyncio.run(main())
-    assert summary.error and "rejected 10 messages in a row" in summary.error and "spam content" in summary.error
+    assert summary.error and "refused 10 messages in a row" in summary.error and "spam content" in summary.error
     rows = deliveries(engine)
-    assert sum(d.status == DeliveryStatus.BOUNCED for d in rows.values()) == 10
-    assert sum(d.status == DeliveryStatus.QUEUED for d in rows.values()) == 20
+    assert {d.status for d in rows.values()} == {DeliveryStatus.QUEUED}  # all still to be sent, none lost
     with Session(engine) as session:
         assert {s.status for s in session.exec(select(Subscriber))} == {SubscriberStatus.ACTIVE}
         assert {e.kind for e in session.exec(select(BounceEvent))} == {"soft"}
@@ -368,8 +367,39 @@ def test_hard_bounces_before_any_success_are_suppressed_only_once_the_relay_deli
 def test_a_relay_refusing_everyone_trips_the_breaker_before_suppressing_anyone(engine: Engine, settings: Settings) -> None:
     add_people(engine, [f"r{n:02d}@example.org" for n in range(25)])
     server, summary = run_in_loop(engine, settings, lambda r: "550 5.1.1 User unknown", smtp_connections=1)
-    assert summary.error and "rejected 10 messages in a row" in summary.error
+    assert summary.error and "refused 10 messages in a row" in summary.error
     rows = deliveries(engine)
-    assert sum(d.status == DeliveryStatus.BOUNCED for d in rows.values()) == 10
+    assert {(d.status, d.attempts) for d in rows.values()} == {(DeliveryStatus.QUEUED, 0)}
     with Session(engine) as session:
         assert {s.status for s in session.exec(select(Subscriber))} == {SubscriberStatus.ACTIVE}
+
+
+def test_a_relay_that_turns_bad_midway_suppresses_no_one(engine: Engine, settings: Settings) -> None:
+    add_people(engine, [f"r{n:02d}@example.org" for n in range(30)])
+    accepted: list[str] = []
+
+    def quota(rcpt: str) -> str | None:
+        if len(accepted) < 5:
+            accepted.append(rcpt)
+            return None
+        return "550 5.1.1 User unknown"  # what a broken relay says once its quota is gone
+
+    server, summary = run_in_loop(engine, settings, quota, smtp_connections=1)
+    assert summary.error and "refused 10 messages in a row" in summary.error
+    rows = deliveries(engine)
+    assert sum(d.status == DeliveryStatus.SENT for d in rows.values()) == 5
+    assert sum(d.status == DeliveryStatus.QUEUED for d in rows.values()) == 25
+    with Session(engine) as session:
+        assert {s.status for s in session.exec(select(Subscriber))} == {SubscriberStatus.ACTIVE}
+        assert {e.kind for e in session.exec(select(BounceEvent))} == {"soft"}
+
+
+def test_real_bounces_at_the_end_of_a_run_are_suppressed(engine: Engine, settings: Settings) -> None:
+    add_people(engine, ["alive@example.org"])
+    run_in_loop(engine, settings)
+    add_people(engine, ["dead1@example.org", "dead2@example.org"])  # a later run meets only these two
+    run_in_loop(engine, settings, lambda r: "550 5.1.1 User unknown" if r.startswith("dead") else None)
+    with Session(engine) as session:
+        assert {s.email: s.status for s in session.exec(select(Subscriber))} == {
+            "alive@example.org": "active", "dead1@example.org": "bounced", "dead2@example.org": "bounced",
+        }

@@ -127,3 +127,14 @@ def test_an_old_export_does_not_undo_a_resubscription(engine: Engine) -> None:
         session.commit()
         assert (counts.suppressed, counts.updated) == (0, 1)
         assert store.count_active(session, wip) == 1
+
+
+def test_a_bounced_row_in_a_file_keeps_an_existing_person_off_that_list_only(engine: Engine) -> None:
+    with Session(engine) as session:
+        list_a, list_c = store.get_or_create_list(session, "a"), store.get_or_create_list(session, "c")
+        store.add_subscribers(session, list_a, [store.NewSubscriber("alice@example.org", "Alice")], source="form")
+        counts = store.add_subscribers(session, list_c, [store.NewSubscriber("alice@example.org", "Alice", "it", "bounced")], source="old.csv")
+        session.commit()
+        assert counts.suppressed == 1
+        assert store.count_active(session, list_a) == 1 and store.count_active(session, list_c) == 0
+        assert store.find_subscriber(session, "alice@example.org").status == SubscriberStatus.ACTIVE
