@@ -17,6 +17,7 @@ from email.utils import formataddr, formatdate
 from urllib.parse import quote
 
 from mailer.compose import EMAIL_SLOT, SLOTS, UNSUBSCRIBE_SLOT, Composed
+from mailer.errors import ComposeError
 from subscribers.tokens import TokenSigner
 
 CRLF = b"\r\n"
@@ -65,9 +66,26 @@ class _SplicedPart:
         return b"".join(out)
 
 
+class HeaderInjection(ComposeError):
+    """A header value would have put a line break of its own on the wire."""
+
+
 def _header(name: str, value: str) -> bytes:
-    """One header, RFC 2047-encoded and folded as the stdlib's SMTP policy does (used once per issue)."""
-    return SMTP.fold(*SMTP.header_store_parse(name, value)).encode("ascii")
+    """One header, RFC 2047-encoded and folded as the stdlib's SMTP policy does (used once per issue).
+
+    The policy decodes encoded words it finds in the value, and its fold writes a decoded CR/LF raw:
+    '=?us-ascii?q?=0D=0AReply-To:...?=' would become a second header. So the value is put on one line
+    and any '=?' defused before parsing, and the folded result is checked to be one header."""
+    folded = SMTP.fold(*SMTP.header_store_parse(name, _one_line(value))).encode("ascii")
+    return _single_header(name, folded)
+
+
+def _single_header(name: str, folded: bytes) -> bytes:
+    """`folded` unchanged if it is one header: its only bare line break is the last, the others are folds."""
+    inner = folded.removesuffix(CRLF).replace(CRLF + b" ", b" ").replace(CRLF + b"\t", b" ")
+    if not folded.endswith(CRLF) or b"\r" in inner or b"\n" in inner:
+        raise HeaderInjection(f"the {name} header would hold a line break; refusing to build the message")
+    return folded
 
 
 def _one_line(value: str) -> str:
@@ -82,7 +100,7 @@ def _to_header(name: str, email: str) -> bytes:
         return b"To: " + value.encode("ascii") + CRLF
     # A long name: encoded words split at character boundaries, each line within 78 octets.
     encoded = Header(name, "utf-8", header_name="To", maxlinelen=76).encode(linesep="\r\n")  # words <= 75 (RFC 2047)
-    return f"To: {encoded}\r\n <{email}>\r\n".encode("ascii")
+    return _single_header("To", f"To: {encoded}\r\n <{email}>\r\n".encode("ascii"))
 
 
 class MessageBuilder:
