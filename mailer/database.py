@@ -13,9 +13,12 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlmodel import create_engine
 
 import mailer.models  # noqa: F401  (registers the ledger tables)
+from mailer.errors import DatabaseUnavailable
+from mailer.settings import mask_url
 import subscribers.models  # noqa: F401  (registers the store tables)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -23,14 +26,25 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 def open_database(url: str) -> Engine:
     """An engine for `url`, with the schema in place. Relative SQLite paths are relative to the working directory."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
-    else:
-        engine = create_engine(url, pool_pre_ping=True)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseUnavailable(f"database URL is not valid: {mask_url(url)!r}") from None
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+    except (NoSuchModuleError, ModuleNotFoundError) as exc:
+        raise DatabaseUnavailable(
+            f"no driver for {parsed.drivername!r} ({exc}); for PostgreSQL use postgresql+psycopg://... "
+            "and install the driver: pip install 'psycopg[binary]'"
+        ) from None
+    except OSError as exc:
+        raise DatabaseUnavailable(f"cannot create the database folder for {mask_url(url)}: {exc.strerror}") from None
     migrate(engine)
     return engine
 

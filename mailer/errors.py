@@ -44,3 +44,7 @@ class CampaignError(MailerError):
 
 class TransportError(MailerError):
     """The SMTP relay cannot be reached or refuses us as a whole (not a per-recipient answer)."""
+
+
+class DatabaseUnavailable(MailerError):
+    """The database URL names a driver that is not installed, or a place we cannot write."""

@@ -20,6 +20,7 @@ TEMPLATES_DIR = PROJECT_ROOT / "templates"
 
 # Signs links on a developer's machine only; refused whenever MAILER_ENV is not "development".
 DEVELOPMENT_SECRET_KEY = "development-key-not-secret"
+MIN_SECRET_KEY_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,29 @@ def _number(env: Mapping[str, str], name: str, value: Any, kind: type) -> Any:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _check_production(environment: str, keys: tuple[str, ...], base_url: str) -> None:
+    """Outside development: real keys, long enough to resist guessing, and https links in every message."""
+    where = f"when MAILER_ENV is {environment!r}"
+    if not keys:
+        raise SettingsError(f"MAILER_SECRET_KEYS must be set {where}")
+    if DEVELOPMENT_SECRET_KEY in keys:
+        raise SettingsError(f"the development secret key is refused {where}")
+    short = [n for n, key in enumerate(keys, 1) if len(key.encode("utf-8")) < MIN_SECRET_KEY_BYTES]
+    if short:
+        raise SettingsError(
+            f"MAILER_SECRET_KEYS: key {', '.join(map(str, short))} is shorter than {MIN_SECRET_KEY_BYTES} bytes {where}; "
+            "make one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+    if urlsplit(base_url).scheme != "https":
+        raise SettingsError(f"MAILER_BASE_URL must be an https:// address {where} (unsubscribe links), got {base_url!r}")
+
+
+def _check_base_url(base_url: str) -> None:
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() or ord(c) < 32 for c in base_url):
+        raise SettingsError(f"MAILER_BASE_URL must look like https://host[/path], got {base_url!r}")
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the settings file named by MAILER_CONFIG (default config/mailer.toml), then the environment."""
     env = os.environ if env is None else env
@@ -154,12 +178,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     environment = env.get("MAILER_ENV", data.get("environment", "development"))
     keys = tuple(k.strip() for k in env.get("MAILER_SECRET_KEYS", "").split(",") if k.strip())
+    base_url = env.get("MAILER_BASE_URL", _get(data, "web.base_url", "http://localhost:8000")).rstrip("/")
     if environment == "development":
         keys = keys or (DEVELOPMENT_SECRET_KEY,)
-    elif not keys:
-        raise SettingsError(f"MAILER_SECRET_KEYS must be set when MAILER_ENV is {environment!r}")
-    elif DEVELOPMENT_SECRET_KEY in keys:
-        raise SettingsError(f"the development secret key is refused when MAILER_ENV is {environment!r}")
+    else:
+        _check_production(environment, keys, base_url)
+    _check_base_url(base_url)
 
     newsletters = {}
     for nid, table in (data.get("newsletters") or {}).items():
@@ -183,7 +207,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         lease_seconds=_number(env, "MAILER_LEASE_SECONDS", _get(data, "dispatch.lease_seconds", 600), int),
         max_attempts=_number(env, "MAILER_MAX_ATTEMPTS", _get(data, "dispatch.max_attempts", 5), int),
         retry_backoff=tuple(int(s) for s in backoff) or (300,),
-        base_url=env.get("MAILER_BASE_URL", _get(data, "web.base_url", "http://localhost:8000")).rstrip("/"),
+        base_url=base_url,
         secret_keys=keys,
         newsletters=newsletters,
         config_path=path,

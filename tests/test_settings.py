@@ -45,7 +45,9 @@ def test_development_key_is_refused_outside_development() -> None:
         load_settings({"MAILER_ENV": "production"})
     with pytest.raises(SettingsError, match="development secret key is refused"):
         load_settings({"MAILER_ENV": "production", "MAILER_SECRET_KEYS": DEVELOPMENT_SECRET_KEY})
-    assert load_settings({"MAILER_ENV": "production", "MAILER_SECRET_KEYS": "s3cret"}).secret_keys == ("s3cret",)
+    key = "s3cret-" * 6
+    production = {"MAILER_ENV": "production", "MAILER_SECRET_KEYS": key, "MAILER_BASE_URL": "https://n.example.org"}
+    assert load_settings(production).secret_keys == (key,)
 
 
 def test_secrets_in_a_settings_file_are_refused(tmp_path: Path) -> None:
@@ -67,3 +69,33 @@ def test_bad_settings_file_and_numbers(tmp_path: Path) -> None:
 def test_counts_must_be_positive() -> None:
     with pytest.raises(SettingsError, match="MAILER_SMTP_CONNECTIONS must be at least 1, got 0"):
         load_settings({"MAILER_SMTP_CONNECTIONS": "0"})
+
+
+PRODUCTION_KEY = "k" * 40
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MAILER_BASE_URL": "https://n.example.org"}, "MAILER_SECRET_KEYS must be set"),
+        ({"MAILER_SECRET_KEYS": DEVELOPMENT_SECRET_KEY, "MAILER_BASE_URL": "https://n.example.org"}, "development secret key"),
+        ({"MAILER_SECRET_KEYS": "ab", "MAILER_BASE_URL": "https://n.example.org"}, "shorter than 32 bytes"),
+        ({"MAILER_SECRET_KEYS": f"{PRODUCTION_KEY},short", "MAILER_BASE_URL": "https://n.example.org"}, "key 2 is shorter"),
+        ({"MAILER_SECRET_KEYS": PRODUCTION_KEY, "MAILER_BASE_URL": "http://localhost:8000"}, "must be an https://"),
+        ({"MAILER_SECRET_KEYS": PRODUCTION_KEY}, "must be an https://"),  # the config file's default is http
+    ],
+)
+def test_production_refuses_weak_keys_and_plain_http_links(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load_settings({"MAILER_ENV": "production", **env})
+
+
+def test_production_accepts_long_keys_and_https() -> None:
+    settings = load_settings({"MAILER_ENV": "production", "MAILER_SECRET_KEYS": PRODUCTION_KEY, "MAILER_BASE_URL": "https://n.example.org/"})
+    assert settings.base_url == "https://n.example.org" and settings.secret_keys == (PRODUCTION_KEY,)
+
+
+@pytest.mark.parametrize("url", ["localhost:8000", "https://a.example.org/x\r\nX-Evil: 1", "ftp://a.example.org"])
+def test_a_base_url_that_would_break_links_is_refused(url: str) -> None:
+    with pytest.raises(SettingsError, match="MAILER_BASE_URL"):
+        load_settings({"MAILER_BASE_URL": url})
