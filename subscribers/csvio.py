@@ -1,30 +1,87 @@
 """CSV import and export of subscribers, with row-level errors.
 
-Columns: email (required), name, language, status (as `export` writes it); Italian headers (nome, lingua) and ';' or tab separators,
-as spreadsheet exports produce them, are understood. The whole file is checked before anything is
-written, so a bad row means nothing is imported.
+Columns: an e-mail address (required), a name (or first and last name), a language and a status (as
+`export` writes them). Headers are matched case-, accent-, space- and punctuation-insensitively, in
+Italian or English, as office spreadsheets export them ("Indirizzo e-mail", "Nome e cognome", "Lingua",
+"E-Mail Address", "First name" + "Last name", ...); ',', ';' and tab separators are understood. The whole
+file is checked before anything is written, so a bad row means nothing is imported.
+
+Spreadsheet formula injection: every cell we write that starts with =, +, -, @, tab or CR gets a leading
+single quote, so a spreadsheet shows it as text instead of running it (OWASP's advice), and the reader
+removes exactly that quote, so importing our own export gives back what was exported. See
+`neutralise_formula` for the one ambiguous case.
 """
 from __future__ import annotations
 
 import csv
 import io
 import re
-from collections.abc import Iterable
+import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from subscribers.errors import CsvImportError, InvalidAddress
+from subscribers.errors import CsvImportError, InvalidAddress, StoreError
 from subscribers.store import ListedSubscriber, NewSubscriber, clean_name, normalise_address
 
-HEADER_ALIASES = {
-    "email": "email", "e-mail": "email", "mail": "email", "indirizzo": "email",
-    "name": "name", "nome": "name", "full name": "name",
-    "language": "language", "lingua": "language", "lang": "language",
-    "status": "status", "stato": "status",
+# Header spellings by role, as written in the error message listing the accepted ones.
+# 'full' is a whole name; 'given' and 'family' are joined as "Nome Cognome" when there is no whole name.
+HEADER_SPELLINGS: dict[str, tuple[str, ...]] = {
+    "email": (
+        "email", "e-mail", "mail", "indirizzo", "indirizzo e-mail", "indirizzo email", "indirizzo mail",
+        "e-mail address", "email address", "posta elettronica", "indirizzo di posta elettronica",
+    ),
+    "full": ("nome e cognome", "cognome e nome", "nome cognome", "cognome nome", "nominativo", "full name", "nome completo"),
+    "given": ("nome", "name", "first name", "given name"),
+    "family": ("cognome", "last name", "surname", "family name"),
+    "language": ("lingua", "language", "lang"),
+    "status": ("stato", "status"),
+}
+ROLE_NAMES = {
+    "email": "the e-mail address", "full": "the full name", "given": "the (first) name", "family": "the last name",
+    "language": "the language", "status": "the status",
 }
 STATUSES = ("active", "unsubscribed", "bounced", "complained")
 LANGUAGE = re.compile(r"^[a-z]{2}$")
+OFFERED_LANGUAGES = ("it", "en")
+
+# Characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NEUTRALISED = re.compile(r"'+[=+\-@\t\r]")  # one or more quotes, then a formula character
+
+
+def header_key(cell: str) -> str:
+    """'  "Indirizzo E-Mail" ' -> 'indirizzoemail': no case, accents, spaces, quotes or punctuation."""
+    decomposed = unicodedata.normalize("NFKD", cell.casefold())
+    return "".join(ch for ch in decomposed if ch.isalnum())  # combining accents are not alphanumeric
+
+
+HEADER_ROLES = {header_key(spelling): role for role, spellings in HEADER_SPELLINGS.items() for spelling in spellings}
+
+
+def neutralise_formula(cell: str) -> str:
+    """The cell as a spreadsheet will show it as text: a leading ' when it starts like a formula.
+
+    A cell that already is quotes followed by a formula character ("'=x") gets one more quote too, so
+    `restore_formula` can tell it from one we neutralised: restore_formula(neutralise_formula(s)) == s
+    for every string. Other cells, including names that start with a quote ("'Nduja"), are unchanged.
+    """
+    if cell.startswith(FORMULA_START) or _NEUTRALISED.match(cell):
+        return "'" + cell
+    return cell
+
+
+def restore_formula(cell: str) -> str:
+    """Undo `neutralise_formula`: one leading ' goes when quotes are followed by =, +, -, @, tab or CR.
+
+    A cell starting with a quote followed by anything else ("'Nduja", "'s-Gravenhage") is left alone.
+    The choice for files we did not write: a cell such as "'=A1" or "'+39 011" is read as "=A1" /
+    "+39 011", which is what someone who typed the quote in a spreadsheet meant (there it only says
+    "text, not a formula"); a name that really starts with a quote and then = + - @ can only come back
+    intact from a file that `neutralise_formula` wrote (which doubles the quote).
+    """
+    return cell[1:] if _NEUTRALISED.match(cell) else cell
 
 
 @dataclass(frozen=True)
@@ -34,7 +91,30 @@ class CsvSubscribers:
     merged: int  # rows whose address appeared earlier in the file
 
 
-def read_subscribers_csv(path: str | Path, *, default_language: str = "it") -> CsvSubscribers:
+def offered_languages(languages: Sequence[str], default_language: str) -> tuple[tuple[str, ...], str]:
+    """The languages offered, lower-cased, and the default language, which must be one of them."""
+    if isinstance(languages, str):
+        raise TypeError(f"languages must be a sequence of codes such as ('it', 'en'), not the string {languages!r}")
+    offered = tuple(dict.fromkeys(code.strip().lower() for code in languages))
+    if not offered:
+        raise StoreError("no languages offered: give at least one, such as 'it'")
+    for code in offered:
+        if not LANGUAGE.match(code):
+            raise StoreError(f"offered language {code!r} is not a two-letter code such as 'it' or 'en'")
+    default = default_language.strip().lower()
+    if default not in offered:
+        raise StoreError(
+            f"the default language {default_language!r} is not one of the languages offered ({', '.join(offered)})"
+        )
+    return offered, default
+
+
+def read_subscribers_csv(
+    path: str | Path, *, default_language: str = "it", languages: Sequence[str] = OFFERED_LANGUAGES
+) -> CsvSubscribers:
+    """Read a CSV file (UTF-8, with or without BOM). Raises CsvImportError listing every bad line, or
+    StoreError when default_language is not one of the languages offered."""
+    offered_languages(languages, default_language)  # before touching the file
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -42,14 +122,40 @@ def read_subscribers_csv(path: str | Path, *, default_language: str = "it") -> C
         raise CsvImportError(str(path), [(text_line(path, exc.start), "not UTF-8 text (save the file as CSV UTF-8)")]) from None
     except OSError as exc:
         raise CsvImportError(str(path), [(0, f"cannot read: {exc.strerror}")]) from None
-    return parse_subscribers_csv(text, str(path), default_language=default_language)
+    return parse_subscribers_csv(text, str(path), default_language=default_language, languages=languages)
 
 
 def text_line(path: Path, offset: int) -> int:
     return path.read_bytes()[:offset].count(b"\n") + 1
 
 
-def parse_subscribers_csv(text: str, source: str = "<csv>", *, default_language: str = "it") -> CsvSubscribers:
+def _columns(cells: list[str], source: str) -> dict[str, int]:
+    """Column index of each role found in the header line; CsvImportError (line 1) when it is unusable."""
+    index: dict[str, int] = {}
+    for position, cell in enumerate(cells):
+        role = HEADER_ROLES.get(header_key(cell))
+        if role is None:
+            continue  # other columns (since, notes, phone...) are ignored
+        if role in index:
+            first = cells[index[role]].strip()
+            raise CsvImportError(source, [(1, (
+                f"columns {first!r} and {cell.strip()!r} both hold {ROLE_NAMES[role]}; keep one of them"
+            ))])
+        index[role] = position
+    if "email" not in index:
+        found = ", ".join(cell.strip() or "(empty)" for cell in cells) or "nothing"
+        accepted = ", ".join(HEADER_SPELLINGS["email"])
+        raise CsvImportError(source, [(1, f"no 'email' column in the header line (found: {found}); accepted: {accepted}")])
+    return index
+
+
+def parse_subscribers_csv(
+    text: str, source: str = "<csv>", *, default_language: str = "it", languages: Sequence[str] = OFFERED_LANGUAGES
+) -> CsvSubscribers:
+    """Parse CSV text. Raises CsvImportError listing every bad line, or StoreError when default_language
+    is not one of the languages offered."""
+    offered, default = offered_languages(languages, default_language)
+    text = text.removeprefix("\ufeff")
     if not text.strip():
         raise CsvImportError(source, [(1, "the file is empty; expected a header line with an 'email' column")])
     header_line = text.splitlines()[0]
@@ -57,12 +163,10 @@ def parse_subscribers_csv(text: str, source: str = "<csv>", *, default_language:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     problems: list[tuple[int, str]] = []
     by_email: dict[str, NewSubscriber] = {}
-    rows = merged = 0
+    rows = merged = line = 0
     try:
-        header = [HEADER_ALIASES.get(h.strip().lower(), h.strip().lower()) for h in next(reader)]
-        if "email" not in header:
-            raise CsvImportError(source, [(1, f"no 'email' column in the header line (found: {', '.join(header)})")])
-        index = {name: header.index(name) for name in ("email", "name", "language", "status") if name in header}
+        header = next(reader)
+        index = _columns(header, source)
         line = reader.line_num
         for record in reader:
             line, end = line + 1, reader.line_num  # a quoted field may span lines: report where the row starts
@@ -78,17 +182,19 @@ def parse_subscribers_csv(text: str, source: str = "<csv>", *, default_language:
             if len(record) != len(header):
                 problems.append((line, f"expected {len(header)} columns, found {len(record)}"))
                 continue
+            cells = {role: restore_formula(record[position]) for role, position in index.items()}
             try:
-                email = normalise_address(record[index["email"]])
+                email = normalise_address(cells["email"])
             except InvalidAddress as exc:
                 problems.append((line, str(exc)))
                 continue
-            name = clean_name(record[index["name"]]) if "name" in index else ""
-            language = record[index["language"]].strip().lower() if "language" in index else ""
-            if language and not LANGUAGE.match(language):
-                problems.append((line, f"language {language!r} is not a two-letter code such as 'it' or 'en'"))
+            given_family = (clean_name(cells.get("given", "")), clean_name(cells.get("family", "")))
+            name = clean_name(cells.get("full", "")) or " ".join(part for part in given_family if part)
+            language = cells.get("language", "").strip().lower()
+            if language and language not in offered:
+                problems.append((line, f"language {language!r} is not offered ({', '.join(offered)})"))
                 continue
-            status = (record[index["status"]].strip().lower() if "status" in index else "") or "active"
+            status = cells.get("status", "").strip().lower() or "active"
             if status not in STATUSES:
                 problems.append((line, f"status {status!r} is not one of {', '.join(STATUSES)}"))
                 continue
@@ -103,15 +209,18 @@ def parse_subscribers_csv(text: str, source: str = "<csv>", *, default_language:
         problems.append((line + 1, f"unreadable CSV: {exc}"))
     if problems:
         raise CsvImportError(source, problems)
-    people = [NewSubscriber(p.email, p.name, p.language or default_language, p.status) for p in by_email.values()]
+    people = [NewSubscriber(p.email, p.name, p.language or default, p.status) for p in by_email.values()]
     return CsvSubscribers(people, rows, merged)
 
 
 def write_subscribers_csv(members: Iterable[ListedSubscriber], out: TextIO) -> int:
+    """Write subscribers as CSV that `read_subscribers_csv` reads back; cells that a spreadsheet would run
+    as formulas are neutralised (see `neutralise_formula`). Returns how many were written."""
     writer = csv.writer(out)
     writer.writerow(["email", "name", "language", "status", "since"])
     count = 0
     for m in members:
-        writer.writerow([m.email, m.name, m.language, m.status, m.since.isoformat(timespec="seconds")])
+        cells = [m.email, m.name, m.language, m.status, m.since.isoformat(timespec="seconds")]
+        writer.writerow([neutralise_formula(c) for c in cells])
         count += 1
     return count
