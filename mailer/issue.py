@@ -7,11 +7,12 @@ bare URLs and e-mail addresses, which are autolinked).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 from markdown_it import MarkdownIt
@@ -22,13 +23,24 @@ from mailer.errors import IssueError, Problem
 REQUIRED_KEYS = ("newsletter", "issue", "language", "subject")
 OPTIONAL_KEYS = ("preheader", "edition", "contact", "date_line")
 LANGUAGES = ("it", "en")
-ISSUE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ISSUE_ID = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")  # YYYY-MM: the masthead's month and the campaign's key
+ISSUE_ID_FORM = 'YYYY-MM, a year and a month 01-12 (e.g. "2026-05")'
+# Values that end up in headers or beside them; 'issue' and 'language' have stricter forms of their own.
+NO_ENCODED_WORD_KEYS = ("newsletter", "subject", "preheader", "edition", "contact", "date_line")
+ENCODED_WORD = re.compile(r"=\?.*?\?=", re.S)  # RFC 2047 =?charset?q?...?=: would decode into header text
 LINK_SCHEMES = ("http://", "https://", "mailto:")
+MAX_ISSUE_BYTES = 2_000_000
+RAW_HTML = "raw HTML is not allowed in an issue (write Markdown)"
 
 
 def markdown_parser() -> MarkdownIt:
     """The one Markdown dialect of issue bodies: CommonMark, raw HTML off, bare URLs/addresses linked."""
     return MarkdownIt("commonmark", {"html": False, "linkify": True}).enable("linkify")
+
+
+def _html_detector() -> MarkdownIt:
+    """The same dialect with raw HTML on, only to find it: autolinks (<https://...>, <a@b.it>) and '<' stay text."""
+    return MarkdownIt("commonmark", {"html": True})
 
 
 @dataclass(frozen=True)
@@ -76,9 +88,11 @@ def load_issue(path: str | Path) -> Issue:
     """Read and validate an issue file. Raises IssueError listing every error; warnings ride on the Issue."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        raw = _read_bounded(path)
     except OSError as exc:
-        raise IssueError([Problem(str(path), None, f"cannot read issue file: {exc.strerror}")]) from None
+        raise IssueError([Problem(str(path), None, f"cannot read issue file: {exc.strerror or exc}")]) from None
+    if len(raw) > MAX_ISSUE_BYTES:
+        raise IssueError([_too_big(path, len(raw))])
     try:
         text = raw.decode("utf-8-sig")  # editors on Windows save a byte-order mark
     except UnicodeDecodeError as exc:
@@ -87,11 +101,34 @@ def load_issue(path: str | Path) -> Issue:
     return parse_issue(text, str(path), digest=hashlib.sha256(raw).hexdigest())
 
 
+def _read_bounded(path: Path) -> bytes:
+    """The file's bytes, refusing one over MAX_ISSUE_BYTES before reading it (stat), and never reading more
+    than one byte past the limit (a file growing meanwhile, or a pipe, whose size stat does not tell)."""
+    with path.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > MAX_ISSUE_BYTES:
+            raise IssueError([_too_big(path, size)])
+        return handle.read(MAX_ISSUE_BYTES + 1)
+
+
+def _too_big(path: Path, size: int) -> Problem:
+    return Problem(str(path), None, f"issue file is {_megabytes(size)} MB; the limit is {_megabytes(MAX_ISSUE_BYTES)} MB")
+
+
+def _megabytes(size: int) -> str:
+    """Size in MB with as few decimals as keep it truthful next to the limit: '3', '2.4', '2.000001'."""
+    for decimals in range(6):
+        shown = round(size / 1_000_000, decimals)
+        if (size > MAX_ISSUE_BYTES) == (shown * 1_000_000 > MAX_ISSUE_BYTES):
+            return f"{shown:.{decimals}f}"
+    return f"{size / 1_000_000:.6f}"
+
+
 def parse_issue(text: str, path: str = "<issue>", digest: str | None = None) -> Issue:
     problems: list[Problem] = []
     lines = text.replace("\r\n", "\n").split("\n")
     meta, body_start = _front_matter(lines, path, problems)
-    sections = _sections(lines, body_start, path, problems) if meta is not None else []
+    sections = _sections(lines, body_start, path, problems) if body_start is not None else []
     errors = [p for p in problems if p.severity == "error"]
     if errors or meta is None:
         raise IssueError(sorted(errors, key=lambda p: p.line or 0))
@@ -113,26 +150,21 @@ def parse_issue(text: str, path: str = "<issue>", digest: str | None = None) -> 
     )
 
 
-def _front_matter(lines: list[str], path: str, problems: list[Problem]) -> tuple[dict[str, Any] | None, int]:
-    """Parse the YAML between the leading `---` lines; returns (metadata, index of the first body line)."""
+def _front_matter(lines: list[str], path: str, problems: list[Problem]) -> tuple[dict[str, Any] | None, int | None]:
+    """Parse and check the YAML between the leading `---` lines.
+
+    Returns (metadata, index of the first body line): metadata is None when any front matter error was found;
+    the body index is None only when the front matter has no end, so the body cannot be told apart.
+    """
     if not lines or lines[0].strip() != "---":
         problems.append(Problem(path, 1, "an issue must start with front matter: a '---' line, YAML keys, '---'"))
-        return None, 0
+        return None, None
     end = next((i for i in range(1, len(lines)) if lines[i].strip() == "---"), None)
     if end is None:
         problems.append(Problem(path, 1, "front matter is not closed by a second '---' line"))
-        return None, 0
-    try:
-        meta = yaml.load("\n".join(lines[1:end]), Loader=_StrictLoader) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        reason = getattr(exc, "problem", None) or str(exc)
-        if isinstance(exc, DuplicateKey):
-            reason = str(exc)
-        problems.append(Problem(path, mark.line + 2 if mark else 2, f"front matter is not valid YAML: {reason}"))
-        return None, end + 1
-    if not isinstance(meta, dict):
-        problems.append(Problem(path, 2, "front matter must be 'key: value' lines"))
+        return None, None
+    meta = _load_yaml(lines[1:end], path, problems)
+    if meta is None:
         return None, end + 1
 
     def line_of(key: str) -> int:
@@ -141,41 +173,81 @@ def _front_matter(lines: list[str], path: str, problems: list[Problem]) -> tuple
                 return i + 1
         return 1
 
-    ok = True
+    return _check_front_matter(meta, line_of, end + 1, path, problems), end + 1
+
+
+def _load_yaml(lines: list[str], path: str, problems: list[Problem]) -> dict[Any, Any] | None:
+    """The front matter's mapping; None (with the error) when it is not YAML 'key: value' lines."""
+    try:
+        meta = yaml.load("\n".join(lines), Loader=_StrictLoader) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        reason = str(exc) if isinstance(exc, DuplicateKey) else getattr(exc, "problem", None) or str(exc)
+        problems.append(Problem(path, mark.line + 2 if mark else 2, f"front matter is not valid YAML: {reason}"))
+        return None
+    if not isinstance(meta, dict):
+        problems.append(Problem(path, 2, "front matter must be 'key: value' lines"))
+        return None
+    return meta
+
+
+def _check_front_matter(
+    meta: dict[Any, Any], line_of: Callable[[str], int], closing_line: int, path: str, problems: list[Problem]
+) -> dict[str, Any] | None:
+    """Check every key on its own, so that one run lists every problem; the clean values, or None on any error."""
+    clean: dict[str, Any] = {}
+    failed = False
     for key in REQUIRED_KEYS:
-        value = meta.get(key)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            problems.append(Problem(path, end + 1 if key not in meta else line_of(key), f"front matter lacks '{key}'"))
-            ok = False
+        if key not in meta:
+            problems.append(Problem(path, closing_line, f"front matter is missing '{key}'"))
+            failed = True
     for key, value in meta.items():
+        key = str(key)
         if key not in REQUIRED_KEYS + OPTIONAL_KEYS:
-            problems.append(Problem(path, line_of(str(key)), f"unknown front matter key '{key}'", "warning"))
-        elif key == "contact":
-            if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-                problems.append(Problem(path, line_of(key), "'contact' must be a list of lines of text"))
-                ok = False
-        elif value is not None and not isinstance(value, str):
-            problems.append(Problem(path, line_of(key), f"'{key}' must be text, got {value!r}; quote it"))
-            ok = False
-        if ok and key in REQUIRED_KEYS + OPTIONAL_KEYS and value is not None:
-            meta[key] = value = _one_line_values(value)
-            texts = value if isinstance(value, list) else [value]
-            if any(unicodedata.category(ch) == "Cc" for text in texts for ch in text):
-                problems.append(Problem(path, line_of(key), f"'{key}' holds control characters"))
-                ok = False
-    if ok and not ISSUE_ID.match(meta["issue"]):
-        problems.append(Problem(path, line_of("issue"), f"issue id {meta['issue']!r}: use letters, digits, '-', '.', '_'"))
-        ok = False
-    if ok and meta["language"] not in LANGUAGES:
-        problems.append(
-            Problem(path, line_of("language"), f"language {meta['language']!r} is not one of {', '.join(LANGUAGES)}")
-        )
-        ok = False
-    if ok:
-        meta["__lines__"] = {str(key): line_of(str(key)) for key in meta}
-    if ok and not meta.get("preheader"):
-        problems.append(Problem(path, end + 1, "no 'preheader': mail clients will show the first words instead", "warning"))
-    return (meta if ok else None), end + 1
+            problems.append(Problem(path, line_of(key), f"unknown front matter key '{key}'", "warning"))
+            continue
+        value, error = _check_value(key, value)
+        if error:
+            problems.append(Problem(path, line_of(key), error))
+            failed = True
+        clean[key] = value
+    if not clean.get("preheader"):
+        problems.append(Problem(path, closing_line, "no 'preheader': mail clients will show the first words instead", "warning"))
+    if failed:
+        return None
+    clean["__lines__"] = {str(key): line_of(str(key)) for key in meta}
+    return clean
+
+
+def _check_value(key: str, value: Any) -> tuple[Any, str | None]:
+    """One known front matter value, on one line, and the error that refuses it (None when it is fine).
+
+    A blank optional value counts as absent (None); a blank required one is an error.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None, f"front matter '{key}' is empty" if key in REQUIRED_KEYS else None
+    if key == "issue" and not isinstance(value, str):  # e.g. 2026-05-01 unquoted: YAML makes it a date
+        return None, _issue_id_error(str(value))
+    if key == "contact":
+        if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            return None, "'contact' must be a list of lines of text"
+    elif not isinstance(value, str):
+        return None, f"'{key}' must be text, got {value!r}; quote it"
+    value = _one_line_values(value)
+    texts = value if isinstance(value, list) else [value]
+    if any(unicodedata.category(ch) == "Cc" for text in texts for ch in text):
+        return value, f"'{key}' holds control characters"
+    if key in NO_ENCODED_WORD_KEYS and any(ENCODED_WORD.search(text) for text in texts):
+        return value, f"'{key}' holds an RFC 2047 encoded word (=?...?=); write the text itself"
+    if key == "issue" and not ISSUE_ID.fullmatch(value):
+        return value, _issue_id_error(value)
+    if key == "language" and value not in LANGUAGES:
+        return value, f"language {value!r} is not one of {', '.join(LANGUAGES)}"
+    return value, None
+
+
+def _issue_id_error(shown: str) -> str:
+    return f"issue id {shown!r} is not of the form {ISSUE_ID_FORM}"
 
 
 class DuplicateKey(yaml.YAMLError):
@@ -213,6 +285,7 @@ def _sections(lines: list[str], start: int, path: str, problems: list[Problem]) 
         if tok.type == "heading_open" and tok.level == 0 and tok.tag in ("h1", "h2") and tok.map:
             headings.append((int(tok.tag[1]), tok.map[0], tokens[i + 1].content.strip()))
     _check_links(tokens, lines, start, path, problems)
+    _check_raw_html(_html_detector().parse(body), lines, start, path, problems)
 
     first = headings[0][1] if headings else len(lines) - start
     if "\n".join(lines[start : start + first]).strip():
@@ -301,3 +374,16 @@ def _line_with(lines: list[str], first: int, last: int, needle: str) -> int:
         if needle in lines[i]:
             return i + 1
     return first + 1
+
+
+def _check_raw_html(tokens: list[Token], lines: list[str], start: int, path: str, problems: list[Problem]) -> None:
+    """An error on each line holding raw HTML (a block, a tag, a comment): it would be shown escaped, as text."""
+    found: set[int] = set()
+    for tok in tokens:
+        if tok.type == "html_block" and tok.map:
+            found.add(start + tok.map[0] + 1)
+        elif tok.type == "inline" and tok.map and tok.children:
+            for child in tok.children:
+                if child.type == "html_inline":
+                    found.add(_line_with(lines, start + tok.map[0], start + tok.map[1], child.content))
+    problems.extend(Problem(path, line, RAW_HTML) for line in sorted(found))
