@@ -1,96 +1,118 @@
-"""`mailer` command line: thin commands over the modules; errors become one red line, never a traceback."""
+"""`mailer` command line: flags -> Mailer(settings) -> one use case -> printed result.
+
+Heavy modules (SQLAlchemy, the composer, aiosmtplib) are imported inside the commands that need them, so
+`mailer --help` and argument errors answer at once. `main()` is the one place where errors become messages.
+"""
 from __future__ import annotations
 
 import asyncio
-import json
+import os
 import sys
-from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
-from rich.console import Console
-from rich.text import Text
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DatabaseError
-from sqlmodel import Session
 
-from mailer import campaign as send_path
-from mailer.bounces import classify
-from mailer.compose import Composed, compose
-from mailer.database import open_database
-from mailer.errors import IssueError, MailerError
-from mailer.issue import Issue, load_issue
-from mailer.ledger import next_retry_at, requeue_uncertain
-from mailer.models import Campaign, DeliveryStatus
-from mailer.progress import send_progress
-from mailer.report import campaign_history, delivery_report, render_history, render_table
-from mailer.settings import Settings, load_settings
-from subscribers import store
-from subscribers.csvio import read_subscribers_csv, write_subscribers_csv
-from subscribers.errors import CsvImportError, StoreError
+if TYPE_CHECKING:
+    from rich.console import Console
 
-app = typer.Typer(help="Compose and send the newsletter; manage subscribers; read delivery reports.", no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
+    from mailer.app import Mailer
+    from mailer.issue import Issue
+    from mailer.models import Campaign
+    from mailer.sending import SendPlan
+
+app = typer.Typer(help="Compose and send the newsletter; manage subscribers; read delivery reports.", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 issue_app = typer.Typer(help="Work with issue files.", no_args_is_help=True)
 subscribers_app = typer.Typer(help="Manage subscribers and lists.", no_args_is_help=True)
+admin_app = typer.Typer(help="Operators of the web app's /admin/ area.", no_args_is_help=True)
 app.add_typer(issue_app, name="issue")
 app.add_typer(subscribers_app, name="subscribers")
-
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+app.add_typer(admin_app, name="admin")
 
 
 def main() -> None:
+    """Run the command; every error a user can meet becomes one line on stderr and exit status 1."""
     try:
         app()
-    except (IssueError, CsvImportError) as exc:  # already one 'file:line: ...' line per problem
-        err.print(Text(str(exc), style="red"), highlight=False)
-        sys.exit(1)
-    except (MailerError, StoreError) as exc:
-        err.print(Text("error: ", style="red") + Text(str(exc)), highlight=False)
-        sys.exit(1)
-    except DatabaseError as exc:  # database unreachable, locked, read-only, not a database...
-        err.print(Text("error: ", style="red") + Text(f"database: {exc.orig}"), highlight=False)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001: the one place that turns errors into messages
+        say(error_message(exc), style="red", console=_console(stderr=True))
+        if os.environ.get("MAILER_DEBUG"):
+            raise
         sys.exit(1)
 
 
-def say(text: str, *, style: str | None = None, console: Console = out) -> None:
+def error_message(exc: Exception) -> str:
+    """The line a user reads for an error; an unexpected one says so instead of showing a traceback."""
+    from sqlalchemy.exc import DatabaseError, OperationalError
+
+    from mailer.errors import IssueError, MailerError
+    from subscribers.errors import CsvImportError, StoreError
+
+    if isinstance(exc, (IssueError, CsvImportError)):  # already one 'file:line: ...' line per problem
+        return str(exc)
+    if isinstance(exc, (MailerError, StoreError)):
+        return f"error: {exc}"
+    if isinstance(exc, (DatabaseError, OperationalError)):  # unreachable, locked, read-only, not a database
+        return f"error: database: {getattr(exc, 'orig', None) or exc}"
+    if isinstance(exc, OSError):
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"error:{where}: {exc.strerror or exc}"
+    return f"error: unexpected {type(exc).__name__}: {exc} (set MAILER_DEBUG=1 to see where)"
+
+
+_consoles: dict[bool, "Console"] = {}
+
+
+def _console(*, stderr: bool = False) -> "Console":
+    if stderr not in _consoles:
+        from rich.console import Console
+
+        _consoles[stderr] = Console(stderr=stderr, soft_wrap=True)
+    return _consoles[stderr]
+
+
+def say(text: str, *, style: str | None = None, console: "Console | None" = None) -> None:
     """Print user data literally: '[link](#)' in a warning is text, not Rich markup."""
-    console.print(text, style=style, markup=False, highlight=False)
+    (console or _console()).print(text, style=style, markup=False, highlight=False)
 
 
-def _settings() -> Settings:
-    return load_settings()
+def warn(text: str) -> None:
+    say(text, style="yellow", console=_console(stderr=True))
 
 
-def _print_warnings(issue: Issue) -> None:
-    for warning in issue.warnings:
-        say(f"{warning}", style="yellow", console=err)
+def _mailer() -> "Mailer":
+    from mailer.app import Mailer
+    from mailer.settings import load_settings
+
+    return Mailer(load_settings())
 
 
 # ---- issues ---------------------------------------------------------------------------------------------
 
 @issue_app.command("check")
 def issue_check(file: Path) -> None:
-    """Validate an issue file: errors (with file and line) fail; warnings are listed."""
-    settings = _settings()
-    issue = load_issue(file)
-    newsletter = send_path.newsletter_for(settings, issue)
-    _print_warnings(issue)
-    composed = compose(issue, newsletter, settings.base_url)
-    for warning in composed.warnings:
-        say(f"{file}: warning: {warning}", style="yellow", console=err)
-    items = sum(len(s.items) for s in issue.sections)
-    say(f"{file}: ok: {len(issue.sections)} sections, {items} items, {len(issue.warnings)} warnings")
+    """Validate an issue file: every error (with file and line) fails; warnings are listed once."""
+    check = _mailer().check_issue(file)
+    _print_warnings(check.issue, check.composed.warnings)
+    items = len(check.issue.items)
+    say(f"{file}: ok: {len(check.issue.sections)} sections, {items} items, {len(check.issue.warnings)} warnings, "
+        f"HTML part {check.html_bytes / 1000:.0f} KB")
+
+
+def _print_warnings(issue: "Issue", composed_warnings: list[str]) -> None:
+    for warning in issue.warnings:
+        warn(str(warning))  # already 'file:line: warning: ...'
+    for text in composed_warnings:
+        warn(f"{issue.path}: warning: {text}")
 
 
 @app.command()
 def preview(file: Path, out_dir: Path = typer.Option(..., "--out", help="Folder for index.html, message.txt, message.eml")) -> None:
     """Write the HTML part, the text part and the whole message as one sample recipient gets it."""
-    settings = _settings()
-    issue = load_issue(file)
-    _print_warnings(issue)
-    files = send_path.write_preview(settings, issue, out_dir)
+    check, files = _mailer().preview(file, out_dir)
+    _print_warnings(check.issue, check.composed.warnings)
     for kind, path in files.items():
         say(f"{kind:5} {path}")
 
@@ -110,33 +132,20 @@ def send(
     ),
 ) -> None:
     """Send an issue to every active subscriber of a list. Running it again never sends anyone the issue twice."""
-    settings = _settings()
+    from mailer.issue import load_issue
+    from subscribers.store import normalise_address
+
+    mailer = _mailer()
     issue = load_issue(file)
     if test:
-        _print_warnings(issue)
-        reply = asyncio.run(send_path.send_test(settings, issue, store.normalise_address(test)))
-        line = f"{reply.code or '-'} {reply.text}"
-        if classify(reply).status != DeliveryStatus.SENT:
-            raise MailerError(f"test message to {test} not accepted: {line}")
-        say(f"test message sent to {test} via {settings.smtp}: {line}")
+        _print_warnings(issue, [])
+        reply = asyncio.run(mailer.test_send(issue, normalise_address(test)))
+        say(f"test message sent to {test} via {mailer.settings.smtp}: {reply.code} {reply.text}")
         return
-
-    engine = open_database(settings.database_url)
-    plan = send_path.plan_send(engine, settings, issue, list_name)
-    resend = plan.done.get(DeliveryStatus.UNCERTAIN, 0) if resend_uncertain else 0
+    plan = mailer.plan_send(issue, list_name)
+    resend = plan.uncertain if resend_uncertain else 0
     total = plan.to_send + resend
-    say(f"{issue.subject}  ({issue.newsletter} {issue.issue})", style="bold")
-    say(
-        f"list '{plan.mailing_list.name}': {plan.active} active subscribers; "
-        f"to send now: {plan.to_send} ({plan.new_recipients} new, {plan.pending} queued or due for a retry)"
-        + (f"; {plan.waiting} waiting for a retry from {plan.next_retry:%Y-%m-%d %H:%M} UTC" if plan.next_retry else "")
-        + (f"; already done: {', '.join(f'{n} {s}' for s, n in sorted(plan.done.items()))}" if plan.done else "")
-    )
-    if resend:
-        say(f"also resending {resend} uncertain deliveries: some of these people may get the issue twice", style="yellow")
-    for warning in plan.warnings:
-        say(f"warning: {warning}", style="yellow")
-    say(f"relay: {settings.smtp}")
+    _describe_plan(plan, str(mailer.settings.smtp), resend)
     if dry_run:
         say("dry run: nothing sent")
         return
@@ -146,30 +155,46 @@ def send(
     question = f"Send to {total} subscribers" + (f" despite {len(plan.warnings)} warning(s)" if plan.warnings else "") + "?"
     if not yes and not typer.confirm(question, default=False):
         raise typer.Exit(1)
-    campaign = send_path.start_campaign(engine, plan, allow_changed=allow_changed)
-    if resend and campaign.id is not None:
-        requeue_uncertain(engine, campaign.id)  # only now that the operator has said yes
-    _dispatch_with_progress(engine, settings, campaign, plan.composed, total)
-    out.print(render_table(delivery_report(engine, str(campaign.id))))
+    campaign = mailer.start_send(plan, allow_changed=allow_changed, resend_uncertain=bool(resend))
+    _run_with_progress(mailer, campaign, plan, total)
+    from mailer.report import render_table
+
+    _console().print(render_table(mailer.report(str(campaign.id))))
 
 
-def _dispatch_with_progress(engine: Engine, settings: Settings, campaign: Campaign, composed: Composed, total: int) -> None:
-    progress, advance = send_progress(out, total)
+def _describe_plan(plan: "SendPlan", relay: str, resend: int) -> None:
+    say(f"{plan.issue.subject}  ({plan.issue.newsletter} {plan.issue.issue})", style="bold")
+    say(
+        f"list '{plan.mailing_list.name}': {plan.active} active subscribers; "
+        f"to send now: {plan.to_send} ({plan.new_recipients} new, {plan.pending} queued or due for a retry)"
+        + (f"; {plan.waiting} waiting for a retry from {plan.next_retry:%Y-%m-%d %H:%M} UTC" if plan.next_retry else "")
+        + (f"; already done: {', '.join(f'{n} {s}' for s, n in sorted(plan.done.items()))}" if plan.done else "")
+    )
+    if resend:
+        say(f"also resending {resend} uncertain deliveries: some of these people may get the issue twice", style="yellow")
+    for warning in plan.warnings:
+        say(warning, style="yellow")
+    say(f"relay: {relay}")
+
+
+def _run_with_progress(mailer: "Mailer", campaign: "Campaign", plan: "SendPlan", total: int) -> None:
+    from mailer.errors import MailerError
+    from mailer.models import DeliveryStatus
+    from mailer.progress import send_progress
+
+    progress, advance = send_progress(_console(), total)
     with progress:
-        summary = asyncio.run(
-            send_path.dispatch_campaign(engine, settings, campaign, composed, on_result=advance, handle_signals=True)
-        )
+        outcome = asyncio.run(mailer.run_send(campaign, plan.composed, on_result=advance, handle_signals=True))
+    summary = outcome.summary
     if summary.error:
-        raise MailerError(f"{summary.error}; {summary.released} deliveries left queued: run the same send again to continue")
+        raise MailerError(f"{summary.error}; {outcome.left_queued} deliveries left queued: run the same send again to continue")
     if summary.stopped:
-        say(f"stopped: messages in flight were recorded, {summary.released} deliveries left queued; "
-            "run the same send again to continue", style="yellow", console=err)
+        warn(f"stopped: messages in flight were recorded, {outcome.left_queued} deliveries left queued; "
+             "run the same send again to continue")
         raise typer.Exit(130)
     deferred = summary.counts.get(DeliveryStatus.DEFERRED, 0)
-    if deferred:
-        assert campaign.id is not None
-        due = next_retry_at(engine, campaign.id)
-        say(f"{deferred} deferred; next retry due at {due:%Y-%m-%d %H:%M} UTC: run the same send again then")
+    if deferred and outcome.next_retry:
+        say(f"{deferred} deferred; next retry due at {outcome.next_retry:%Y-%m-%d %H:%M} UTC: run the same send again then")
     uncertain = summary.counts.get(DeliveryStatus.UNCERTAIN, 0)
     if uncertain:
         say(f"{uncertain} uncertain: the line was lost while the message was being handed over, so it may have "
@@ -181,13 +206,14 @@ def report(
     campaign: Optional[str] = typer.Argument(None, help="Campaign id or issue id (default: the latest campaign)"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table"),
 ) -> None:
-    """Delivery report of a campaign: counts by status, bounces, duration, rate, top bounce reasons."""
-    engine = open_database(_settings().database_url)
-    result = delivery_report(engine, campaign)
+    """Delivery report of a campaign: counts by status, bounces, sending time, rate, top bounce reasons."""
+    result = _mailer().report(campaign)
     if as_json:
         print(result.to_json())
     else:
-        out.print(render_table(result))
+        from mailer.report import render_table
+
+        _console().print(render_table(result))
 
 
 @app.command()
@@ -196,12 +222,15 @@ def campaigns(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table"),
 ) -> None:
     """Delivery figures of recent campaigns side by side: how each issue fared over time."""
-    engine = open_database(_settings().database_url)
-    lines = campaign_history(engine, limit)
+    from dataclasses import asdict
+
+    from mailer.report import render_history, to_json
+
+    lines = _mailer().campaign_history(limit)
     if as_json:
-        print(json.dumps([asdict(line) for line in lines], default=str, indent=2, ensure_ascii=False))
+        print(to_json([asdict(line) for line in lines]))
     else:
-        out.print(render_history(lines))
+        _console().print(render_history(lines))
 
 
 # ---- subscribers ----------------------------------------------------------------------------------------
@@ -213,15 +242,11 @@ def subscribers_import(
     language: str = typer.Option("it", help="Language for rows without one"),
 ) -> None:
     """Import a CSV (email, name, language). A bad row stops the import: nothing is half-imported."""
-    parsed = read_subscribers_csv(csv_file, default_language=language)
-    engine = open_database(_settings().database_url)
-    with Session(engine) as session:
-        mailing_list = store.get_or_create_list(session, list_name, language=language)
-        counts = store.add_subscribers(session, mailing_list, parsed.people, source=f"import:{csv_file.name}")
-        session.commit()
+    result = _mailer().import_subscribers(csv_file, list_name, language)
+    c = result.counts
     say(
-        f"{csv_file}: {parsed.rows} rows, {parsed.merged} duplicates merged; list '{list_name}': "
-        f"{counts.added} added, {counts.updated} already subscribed, {counts.suppressed} unsubscribed or bounced (left out)"
+        f"{csv_file}: {result.rows} rows, {result.merged} duplicates merged; list '{list_name}': "
+        f"{c.added} added, {c.updated} already subscribed, {c.suppressed} unsubscribed or bounced (left out)"
     )
 
 
@@ -230,44 +255,28 @@ def subscribers_add(
     email: str,
     list_name: str = typer.Option(..., "--list"),
     name: str = typer.Option("", "--name"),
-    language: str = typer.Option("it", "--language"),
+    language: Optional[str] = typer.Option(None, "--language", help="it or en (default: keep theirs; the list's for someone new)"),
 ) -> None:
     """Add one subscriber by hand (an operator's action: re-subscribes someone who had left)."""
-    address = store.normalise_address(email)
-    engine = open_database(_settings().database_url)
-    with Session(engine) as session:
-        mailing_list = store.get_or_create_list(session, list_name, language=language)
-        counts = store.add_subscribers(
-            session, mailing_list, [store.NewSubscriber(address, store.clean_name(name), language)], source="admin", resubscribe=True
-        )
-        session.commit()
-    say(f"{address}: {'added to' if counts.added else 'already on'} '{list_name}'")
+    added = _mailer().add_subscriber(email, list_name, name=name, language=language)
+    say(f"{email.strip().lower()}: {'added to' if added else 'already on'} '{list_name}'")
 
 
 @subscribers_app.command("remove")
 def subscribers_remove(email: str, list_name: Optional[str] = typer.Option(None, "--list", help="Only this list (default: all)")) -> None:
     """Unsubscribe an address (recorded as an operator's action); the record stays, so imports do not bring it back."""
-    engine = open_database(_settings().database_url)
-    with Session(engine) as session:
-        subscriber = store.find_subscriber(session, email)
-        mailing_list = store.get_list(session, list_name) if list_name else None
-        ended = store.unsubscribe(session, subscriber, mailing_list, method="admin")
-        address = subscriber.email
-        session.commit()
-    say(f"{address}: {ended} subscription(s) ended")
+    ended = _mailer().remove_subscriber(email, list_name)
+    say(f"{email.strip().lower()}: {ended} subscription(s) ended")
 
 
 @subscribers_app.command("list")
 def subscribers_list(
     list_name: Optional[str] = typer.Option(None, "--list"),
-    status: Optional[str] = typer.Option(None, "--status", help="active, unsubscribed, bounced, ..."),
+    status: Optional[str] = typer.Option(None, "--status", help="active, pending, unsubscribed, bounced, complained"),
 ) -> None:
     """Print subscribers as CSV rows (of one list, or all)."""
-    engine = open_database(_settings().database_url)
-    with Session(engine) as session:
-        mailing_list = store.get_list(session, list_name) if list_name else None
-        count = write_subscribers_csv(store.list_members(session, mailing_list, status), sys.stdout)
-    say(f"{count} subscribers", console=err)
+    count = _mailer().list_subscribers(sys.stdout, list_name, status)
+    say(f"{count} subscribers", console=_console(stderr=True))
 
 
 @subscribers_app.command("export")
@@ -277,10 +286,40 @@ def subscribers_export(
     status: Optional[str] = typer.Option(None, "--status"),
 ) -> None:
     """Write subscribers to a CSV file that `subscribers import` reads back."""
-    engine = open_database(_settings().database_url)
-    with Session(engine) as session, output.open("w", encoding="utf-8", newline="") as handle:
-        count = write_subscribers_csv(store.list_members(session, store.get_list(session, list_name), status), handle)
+    count = _mailer().export_subscribers(output, list_name, status)
     say(f"{count} subscribers written to {output}")
+
+
+# ---- web app and operators ------------------------------------------------------------------------------
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on"),
+    port: int = typer.Option(8000, help="Port"),
+) -> None:
+    """Serve the web app: unsubscribe and preferences pages, signup, archive, and /admin/ for operators."""
+    import uvicorn
+
+    from mailer.web import create_app
+
+    mailer = _mailer()
+    mailer.engine  # open (and migrate) the database before the first request; errors surface here
+    say(f"serving {mailer.settings.base_url} on http://{host}:{port} (Ctrl-C to stop)")
+    uvicorn.run(create_app(mailer), host=host, port=port, log_level="warning", proxy_headers=True)
+
+
+@admin_app.command("add-user")
+def admin_add_user(
+    username: str,
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input"),
+) -> None:
+    """Create an operator (or set a new password for one). The password is asked for twice unless piped in."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    created = _mailer().add_admin_user(username, password)
+    say(f"operator '{username}' {'created' if created else 'given a new password'}")
 
 
 # ---- local tools ----------------------------------------------------------------------------------------
@@ -293,13 +332,13 @@ def capture_server(
     """Run a local SMTP server that keeps every message in a Maildir (the default relay in config)."""
     from mailer.capture import CaptureServer
 
-    async def serve() -> None:
+    async def serve_forever() -> None:
         async with CaptureServer(maildir=maildir, port=port, keep_in_memory=False) as server:
             say(f"capturing on {server.url} into {maildir}/new (Ctrl-C to stop)")
             await asyncio.Event().wait()
 
     try:
-        asyncio.run(serve())
+        asyncio.run(serve_forever())
     except KeyboardInterrupt:
         pass
 
@@ -309,8 +348,10 @@ def demo(
     subscribers: int = typer.Option(300, help="How many sample subscribers"),
     folder: Path = typer.Option(Path("var/demo"), "--dir", help="Where the demo's database, Maildir and preview go"),
     issue_file: Path = typer.Option(Path("examples/2026-05-work-in-progress.md"), "--issue"),
+    serve_web: bool = typer.Option(False, "--serve", help="Then serve the web app on the demo's database"),
+    port: int = typer.Option(8000, help="Port for --serve"),
 ) -> None:
     """The whole path on the embedded default: SQLite, sample subscribers, capture SMTP server, real dispatcher."""
     from mailer.demo import run_demo
 
-    run_demo(folder, issue_file, subscribers, out)
+    run_demo(folder, issue_file, subscribers, _console(), serve_port=port if serve_web else None)

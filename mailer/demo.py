@@ -1,28 +1,27 @@
-"""The demo: the whole path on the embedded default, from a fresh folder to a delivery report.
+"""`mailer demo`: the whole path on the embedded default, over the application core.
 
-SQLite file, a few hundred sample subscribers imported from CSV (example.org/.net/.com only), the sample
-issue composed and previewed, an in-process capture SMTP server writing a Maildir, the real dispatcher.
+SQLite file, sample subscribers imported from CSV, the sample issue composed, an in-process capture SMTP
+server that keeps every message in a Maildir, the real dispatcher, the report; then where to look, and
+how to open the archive and a real unsubscribe page from the captured mail.
 """
 from __future__ import annotations
 
 import asyncio
 import csv
+import mailbox
 import random
 import shutil
+from email import policy
 from pathlib import Path
 
 from rich.console import Console
-from sqlmodel import Session
 
-from mailer import campaign as send_path
+from mailer.app import Mailer
 from mailer.capture import CaptureServer, demo_rule
-from mailer.database import open_database
 from mailer.issue import load_issue
 from mailer.progress import send_progress
-from mailer.report import delivery_report, render_table
-from mailer.settings import Settings, load_settings, parse_smtp_url
-from subscribers import store
-from subscribers.csvio import read_subscribers_csv
+from mailer.report import render_table
+from mailer.settings import load_settings, parse_smtp_url
 
 FIRST = ["Giulia", "Marco", "Francesca", "Luca", "Chiara", "Alessandro", "Sara", "Matteo", "Elena", "Davide",
          "Martina", "Paolo", "Anna", "Stefano", "Valentina", "Giorgio", "Federica", "Andrea", "Ilaria", "Simone",
@@ -55,49 +54,71 @@ def sample_subscribers_csv(path: Path, count: int, seed: int = 2026) -> None:
         writer.writerows(rows)
 
 
-def run_demo(folder: Path, issue_file: Path, count: int, console: Console) -> None:
+def run_demo(folder: Path, issue_file: Path, count: int, console: Console, *, serve_port: int | None = None) -> None:
     for stale in ("demo.sqlite", "demo.sqlite-wal", "demo.sqlite-shm", "maildir", "preview"):
         target = folder / stale
         shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
-    settings = load_settings().with_overrides(database_url=f"sqlite:///{folder / 'demo.sqlite'}")
-    engine = open_database(settings.database_url)
+    database_url = f"sqlite:///{folder / 'demo.sqlite'}"
+    mailer = Mailer(load_settings().with_overrides(database_url=database_url))
+    show = lambda label, text: console.print(f"{label:13} {text}", highlight=False, markup=False)  # noqa: E731
     console.rule("[bold]Work in Progress: demo send")
 
     csv_path = folder / "subscribers.csv"
     sample_subscribers_csv(csv_path, count)
-    parsed = read_subscribers_csv(csv_path)
     issue = load_issue(issue_file)
-    newsletter = send_path.newsletter_for(settings, issue)
-    with Session(engine) as session:
-        mailing_list = store.get_or_create_list(session, newsletter.list, title=newsletter.title)
-        counts = store.add_subscribers(session, mailing_list, parsed.people, source=f"import:{csv_path.name}")
-        session.commit()
-    console.print(f"database      {folder / 'demo.sqlite'} (SQLite, WAL)", highlight=False, markup=False)
-    console.print(f"subscribers   {counts.added} imported from {csv_path} ({parsed.merged} duplicate rows merged)", highlight=False, markup=False)
-    console.print(f"issue         {issue_file}: {len(issue.sections)} sections, {len(issue.items)} items, {len(issue.warnings)} warnings (see `mailer issue check`)", highlight=False, markup=False)
-    files = send_path.write_preview(settings, issue, folder / "preview")
+    imported = mailer.import_subscribers(csv_path, mailer.newsletter_for(issue).list)
+    show("database", f"{folder / 'demo.sqlite'} (SQLite, WAL)")
+    show("subscribers", f"{imported.counts.added} imported from {csv_path} ({imported.merged} duplicate rows merged)")
+    show("issue", f"{issue_file}: {len(issue.sections)} sections, {len(issue.items)} items, "
+         f"{len(issue.warnings)} warnings (see `mailer issue check`)")
+    _, files = mailer.preview(issue_file, folder / "preview")
 
     maildir = folder / "maildir"
-    campaign_id = asyncio.run(_send(settings, engine, issue, maildir, console))
-    console.print(render_table(delivery_report(engine, str(campaign_id))))
-    console.print(f"HTML preview  {files['html'].resolve()}", highlight=False, markup=False)
-    console.print(f"text part     {files['text'].resolve()}", highlight=False, markup=False)
-    console.print(f"whole message {files['eml'].resolve()}", highlight=False, markup=False)
-    console.print(f"captured mail {len(list((maildir / 'new').iterdir()))} messages in {(maildir / 'new').resolve()}", highlight=False, markup=False)
-    console.print(
-        f"again         MAILER_DATABASE_URL=sqlite:///{folder / 'demo.sqlite'} .venv/bin/mailer report --json", highlight=False
-    )
+    campaign_id = asyncio.run(_send(mailer, issue_file, maildir, console))
+    console.print(render_table(mailer.report(str(campaign_id))))
+    show("HTML preview", files["html"].resolve())
+    show("text part", files["text"].resolve())
+    show("whole message", files["eml"].resolve())
+    show("captured mail", f"{len(list((maildir / 'new').iterdir()))} messages in {(maildir / 'new').resolve()}")
+    show("report again", f"MAILER_DATABASE_URL={database_url} .venv/bin/mailer report --json")
+    base = mailer.settings.base_url
+    console.rule("[bold]The web app on the demo's data")
+    show("serve it", f"MAILER_DATABASE_URL={database_url} .venv/bin/mailer serve   (or: .venv/bin/mailer demo --serve)")
+    show("archive", f"{base}/archive/{issue.newsletter}/   (the issue's 'view in browser' link: {base}/archive/{issue.newsletter}/{issue.issue})")
+    show("unsubscribe", f"{first_unsubscribe_link(maildir)}   (List-Unsubscribe of a captured message)")
+    show("subscribe", f"{base}/subscribe   (the confirmation mail lands in the capture server when one runs)")
+    show("operators", f"{base}/admin/   after: MAILER_DATABASE_URL={database_url} .venv/bin/mailer admin add-user NAME")
+    if serve_port is not None:
+        import uvicorn
+
+        from mailer.web import create_app
+
+        show("serving", f"http://127.0.0.1:{serve_port} (Ctrl-C to stop)")
+        uvicorn.run(create_app(mailer), host="127.0.0.1", port=serve_port, log_level="warning")
 
 
-async def _send(settings: Settings, engine, issue, maildir: Path, console: Console) -> int:  # type: ignore[no-untyped-def]
+def first_unsubscribe_link(maildir: Path) -> str:
+    """The https link of the List-Unsubscribe header of one captured message."""
+    box = mailbox.Maildir(str(maildir), factory=None, create=False)
+    for key in sorted(box.keys()):
+        from email import message_from_bytes
+
+        message = message_from_bytes(box.get_bytes(key), policy=policy.default)
+        header = str(message.get("List-Unsubscribe", ""))
+        if header:
+            return header.split(">", 1)[0].lstrip("<")
+    return "(no message captured)"
+
+
+async def _send(mailer: Mailer, issue_file: Path, maildir: Path, console: Console) -> int:
     async with CaptureServer(maildir=maildir, rule=demo_rule, keep_in_memory=False) as server:
-        settings = settings.with_overrides(smtp=parse_smtp_url(server.url))
+        relay = Mailer(mailer.settings.with_overrides(smtp=parse_smtp_url(server.url)), engine=mailer.engine)
         console.print(f"SMTP relay    capture server {server.url} -> {maildir}", highlight=False, markup=False)
-        plan = send_path.plan_send(engine, settings, issue, None)
-        campaign = send_path.start_campaign(engine, plan)
+        plan = relay.plan_send(load_issue(issue_file), None)
+        campaign = relay.start_send(plan)
         progress, advance = send_progress(console, plan.to_send)
         with progress:
-            await send_path.dispatch_campaign(engine, settings, campaign, plan.composed, on_result=advance)
+            await relay.run_send(campaign, plan.composed, on_result=advance)
         assert campaign.id is not None
         return campaign.id

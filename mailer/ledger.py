@@ -276,6 +276,14 @@ def mark_started(engine: Engine, campaign_id: int) -> None:
         )
 
 
+def add_sending_time(engine: Engine, campaign_id: int, seconds: float) -> None:
+    """Add one run's duration: a campaign's rate is messages per second of sending, not of calendar time."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(Campaign.__table__).where(C.id == campaign_id).values(sending_seconds=C.sending_seconds + seconds)  # type: ignore[attr-defined]
+        )
+
+
 def finish_if_done(engine: Engine, campaign_id: int) -> bool:
     """Mark the campaign done when no delivery is queued, in flight or waiting for a retry."""
     with engine.begin() as conn:

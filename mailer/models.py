@@ -51,6 +51,7 @@ class Campaign(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    sending_seconds: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})  # summed over runs: the rate's divisor
 
 
 class Delivery(SQLModel, table=True):
@@ -87,3 +88,30 @@ class BounceEvent(SQLModel, table=True):
     reason: str = ""  # the server's text, as received
     reason_group: str = Field(default="", index=True)  # the text with addresses and ids blanked, for counting
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class Notice(SQLModel, table=True):
+    """A message the web app sends one person (a confirmation link, an unsubscribe link): on record,
+    and the basis of the per-address limits of the public forms."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(index=True)  # "confirm" or "unsubscribe-link"
+    email: str = Field(index=True)
+    subscriber_id: int | None = Field(default=None, index=True)
+    message_id: str = ""
+    status: str = "queued"  # queued, sent, failed
+    smtp_code: int | None = None
+    smtp_reply: str = ""
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    sent_at: datetime | None = None
+
+
+class AdminUser(SQLModel, table=True):
+    """An operator of the web app's /admin/ area; the password is kept only as an Argon2 hash."""
+
+    __tablename__ = "admin_user"
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(unique=True, index=True)
+    password_hash: str
+    created_at: datetime = Field(default_factory=utcnow)
+    last_login_at: datetime | None = None

@@ -18,7 +18,7 @@ from mailer import ledger
 
 from mailer.errors import CampaignError
 from mailer.models import BounceEvent, Campaign, DeliveryStatus
-from subscribers.models import MailingList, UnsubscribeEvent
+from subscribers.models import EventKind, MailingList, SubscriberEvent
 
 STATUS_ORDER = [str(s) for s in DeliveryStatus]
 
@@ -49,12 +49,28 @@ class Report:
     duration_seconds: float | None
     rate_per_second: float | None  # sent messages per second of sending time
     top_reasons: list[BounceReason] = field(default_factory=list)
+    retry_at: datetime | None = None  # set when only deferred deliveries are left: when the next is due
+
+    @property
+    def state(self) -> str:
+        """'done', 'sending', or 'waiting for retries until TIME' when only deferred deliveries are left."""
+        if self.retry_at is not None:
+            return f"waiting for retries until {self.retry_at:%Y-%m-%d %H:%M} UTC"
+        return self.status
 
     def to_json(self) -> str:
-        data = asdict(self)
-        for key in ("started_at", "finished_at"):
-            data[key] = data[key].isoformat() if data[key] else None
-        return json.dumps(data, indent=2, ensure_ascii=False)
+        return to_json({**asdict(self), "state": self.state})
+
+
+def to_json(data: Any) -> str:
+    """JSON with every timestamp in ISO 8601."""
+    return json.dumps(data, indent=2, ensure_ascii=False, default=_iso)
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def resolve_campaign(session: Session, selector: str | None) -> Campaign:
@@ -69,7 +85,7 @@ def resolve_campaign(session: Session, selector: str | None) -> Campaign:
 
 
 B = BounceEvent.__table__.c  # type: ignore[attr-defined]
-U = UnsubscribeEvent.__table__.c  # type: ignore[attr-defined]
+U = SubscriberEvent.__table__.c  # type: ignore[attr-defined]
 
 
 def delivery_report(engine: Engine, selector: str | None = None, *, top: int = 5) -> Report:
@@ -96,11 +112,10 @@ def delivery_report(engine: Engine, selector: str | None = None, *, top: int = 5
                 .limit(top)
             )
         ]
-        unsubscribed = conn.execute(select(func.count()).where(U.campaign_id == cid)).scalar_one()
-        last = conn.execute(select(func.max(ledger.D.updated_at)).where(ledger.D.campaign_id == cid)).scalar_one()
-    finished = campaign.finished_at or last
-    duration = (finished - campaign.started_at).total_seconds() if finished and campaign.started_at else None
+        unsubscribed = conn.execute(select(func.count()).where(U.campaign_id == cid, U.kind == EventKind.UNSUBSCRIBED)).scalar_one()
+    duration = campaign.sending_seconds or None  # summed over the runs: reruns days apart do not dilute the rate
     sent = counts[DeliveryStatus.SENT]
+    waiting = campaign.status != "done" and not any(counts[s] for s in ("queued", "sending")) and counts["deferred"] > 0
     return Report(
         campaign_id=cid,
         newsletter=campaign.newsletter,
@@ -118,6 +133,7 @@ def delivery_report(engine: Engine, selector: str | None = None, *, top: int = 5
         duration_seconds=duration,
         rate_per_second=(sent / duration) if duration else None,
         top_reasons=reasons,
+        retry_at=ledger.next_retry_at(engine, cid) if waiting else None,
     )
 
 
@@ -134,7 +150,7 @@ ROWS = [
 
 
 def render_table(report: Report) -> Group:
-    title = Text(f"Campaign {report.campaign_id}: {report.newsletter} {report.issue} to list '{report.list_name}' ({report.status})")
+    title = Text(f"Campaign {report.campaign_id}: {report.newsletter} {report.issue} to list '{report.list_name}' ({report.state})")
     table = Table(title=title, title_justify="left", show_header=False, min_width=50)
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -146,7 +162,7 @@ def render_table(report: Report) -> Group:
     table.add_row("unsubscribed", str(report.unsubscribed))
     table.add_section()
     table.add_row("total deliveries", str(report.total))
-    table.add_row("duration", f"{report.duration_seconds:.1f} s" if report.duration_seconds is not None else "-")
+    table.add_row("sending time", f"{report.duration_seconds:.1f} s" if report.duration_seconds is not None else "-")
     table.add_row("rate", f"{report.rate_per_second:.1f} msg/s" if report.rate_per_second else "-")
     parts: list[Table] = [table]
     if report.top_reasons:
@@ -190,7 +206,7 @@ def campaign_history(engine: Engine, limit: int = 24) -> list[CampaignLine]:
             select(func.count()).where(D.campaign_id == C.id).scalar_subquery(),
             status_count(DeliveryStatus.SENT), status_count(DeliveryStatus.BOUNCED),
             status_count(DeliveryStatus.DEFERRED), status_count(DeliveryStatus.FAILED),
-            select(func.count()).where(U.campaign_id == C.id).scalar_subquery(),
+            select(func.count()).where(U.campaign_id == C.id, U.kind == EventKind.UNSUBSCRIBED).scalar_subquery(),
         )
         .join_from(Campaign.__table__, MailingList.__table__, L.id == C.list_id)  # type: ignore[attr-defined]
         .order_by(C.id.desc())
@@ -201,9 +217,12 @@ def campaign_history(engine: Engine, limit: int = 24) -> list[CampaignLine]:
 
 
 def render_history(lines: list[CampaignLine]) -> Table:
-    table = Table(title="Campaigns, newest first", title_justify="left")
-    for column in ("id", "issue", "list", "started", "status", "sent", "bounced", "deferred", "failed", "unsub."):
-        table.add_column(column, justify="left" if column in ("issue", "list", "status") else "right")
+    """Fits 80 columns: the issue id and list name are the only free text, and they are cut."""
+    table = Table(title="Campaigns, newest first", title_justify="left", pad_edge=False, box=None)
+    for column in ("id", "issue", "list", "started", "status", "sent", "bounced", "deferred", "failed", "unsub"):
+        justify = "left" if column in ("issue", "list", "status", "started") else "right"
+        width = {"issue": 9, "list": 12}.get(column)
+        table.add_column(column, justify=justify, max_width=width, overflow="ellipsis", no_wrap=True)
     for c in lines:
         table.add_row(
             str(c.campaign_id), Text(c.issue), Text(c.list_name),

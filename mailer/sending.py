@@ -1,6 +1,7 @@
-"""The send path, wired end to end: plan a send, open the campaign and enqueue, dispatch, test-send, preview.
+"""Use cases of the send path: check and preview an issue, plan a send, start it, run it, test-send.
 
-This is the composition root the CLI (and later the web app) calls; each step is in its own module.
+Each step lives in its own module (issue, compose, message, ledger, dispatch, transport); this mixin of
+the application core (mailer.app.Mailer) wires them, so the CLI, the web app and the tests call one thing.
 """
 from __future__ import annotations
 
@@ -12,21 +13,20 @@ from datetime import datetime
 from email import message_from_bytes, policy
 from pathlib import Path
 
-from sqlalchemy.engine import Engine
-from sqlmodel import Session
-
 from mailer import ledger
+from mailer.bounces import classify
 from mailer.compose import Composed, compose
+from mailer.core import Core
 from mailer.dispatch import Dispatcher, DispatchOptions, RunSummary
-from mailer.issue import Issue
+from mailer.errors import MailerError
+from mailer.issue import Issue, load_issue
 from mailer.message import MessageBuilder, Recipient
 from mailer.models import Campaign, DeliveryStatus
-from mailer.errors import IssueError, SettingsError
-from mailer.settings import NewsletterSettings, Settings
-from mailer.transport import SmtpConnection, SmtpReply
+from mailer.transport import SmtpReply
 from subscribers.models import MailingList
 from subscribers.store import count_active, get_list
-from subscribers.tokens import TokenSigner
+
+PREVIEW_RECIPIENT = Recipient("anteprima@example.org", "Anteprima Redazione")
 
 
 @dataclass(frozen=True)
@@ -47,129 +47,145 @@ class SendPlan:
         return self.new_recipients + self.pending
 
     @property
+    def uncertain(self) -> int:
+        return self.done.get(DeliveryStatus.UNCERTAIN, 0)
+
+    @property
     def warnings(self) -> list[str]:
-        return [str(w) for w in self.issue.warnings] + self.composed.warnings
+        """Each as 'file:line: warning: ...', ready to print."""
+        return [str(p) for p in self.issue.warnings] + [f"{self.issue.path}: warning: {w}" for w in self.composed.warnings]
 
 
-def newsletter_for(settings: Settings, issue: Issue) -> NewsletterSettings:
-    """The configured newsletter an issue names; an unknown one is reported at its front matter line."""
-    try:
-        return settings.newsletter(issue.newsletter)
-    except SettingsError as exc:
-        raise IssueError([issue.problem("newsletter", str(exc))]) from None
+@dataclass(frozen=True)
+class IssueCheck:
+    issue: Issue
+    composed: Composed
+
+    @property
+    def html_bytes(self) -> int:
+        return len(self.composed.html.encode("utf-8"))
 
 
-def plan_send(engine: Engine, settings: Settings, issue: Issue, list_name: str | None) -> SendPlan:
-    newsletter = newsletter_for(settings, issue)
-    composed = compose(issue, newsletter, settings.base_url)
-    with Session(engine) as session:
-        mailing_list = get_list(session, list_name or newsletter.list)
-        campaign = ledger.find_campaign(session, issue, mailing_list)
-        if campaign is not None and campaign.id is not None:
-            ledger.expire_leases(engine, campaign.id)  # a killed run's claims: back to the queue, or uncertain
-        active = count_active(session, mailing_list)
-        session.expunge(mailing_list)
-    assert mailing_list.id is not None
-    counts = ledger.count_by_status(engine, campaign.id) if campaign and campaign.id else {}
-    pending = ledger.count_due(engine, campaign.id) if campaign and campaign.id else 0
-    waiting = sum(counts.get(s, 0) for s in (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)) - pending
-    return SendPlan(
-        issue=issue,
-        composed=composed,
-        mailing_list=mailing_list,
-        campaign_id=campaign.id if campaign else None,
-        active=active,
-        new_recipients=ledger.count_not_enqueued(engine, campaign.id if campaign else None, mailing_list.id),
-        pending=pending,
-        waiting=waiting,
-        next_retry=ledger.next_retry_at(engine, campaign.id) if waiting and campaign and campaign.id else None,
-        done={s: n for s, n in counts.items() if s not in (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)},
-    )
+@dataclass(frozen=True)
+class SendOutcome:
+    """What a run of a campaign did, and what is left for the next one."""
+
+    summary: RunSummary
+    left_queued: int  # deliveries due now that this run did not send (stopped, relay refused)
+    next_retry: datetime | None  # when the first deferred delivery is due again
 
 
-def start_campaign(engine: Engine, plan: SendPlan, *, allow_changed: bool = False) -> Campaign:
-    """Open (or reopen) the campaign and enqueue every active subscriber not already in it."""
-    source = Path(plan.issue.path).read_text(encoding="utf-8") if Path(plan.issue.path).is_file() else ""
-    with Session(engine) as session:
-        campaign = ledger.open_campaign(session, plan.issue, plan.mailing_list, source, allow_changed=allow_changed)
-        session.expunge(campaign)
-    ledger.enqueue(engine, campaign)
-    return campaign
+class Sending(Core):
+    def check_issue(self, path: str | Path) -> IssueCheck:
+        """Load, validate and compose an issue file (raises IssueError with every problem found)."""
+        issue = load_issue(path)
+        return IssueCheck(issue, compose(issue, self.newsletter_for(issue), self.settings.base_url))
 
+    def preview(self, path: str | Path, out: Path) -> tuple[IssueCheck, dict[str, Path]]:
+        """index.html (the HTML part), message.txt (the text part), message.eml (the whole message) for one sample recipient."""
+        check = self.check_issue(path)
+        outgoing = self.builder_for(check.composed).build(PREVIEW_RECIPIENT)
+        parsed = message_from_bytes(outgoing.data, policy=policy.default)
+        text_part, html_part = list(parsed.iter_parts())  # type: ignore[attr-defined]
+        files = {"html": out / "index.html", "text": out / "message.txt", "eml": out / "message.eml"}
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            files["html"].write_text(html_part.get_content(), encoding="utf-8")
+            files["text"].write_text(text_part.get_content(), encoding="utf-8")
+            files["eml"].write_bytes(outgoing.data)
+        except OSError as exc:
+            raise MailerError(f"cannot write the preview to {out}: {exc.strerror or exc}") from None
+        return check, files
 
-def make_senders(settings: Settings, count: int | None = None) -> list[SmtpConnection]:
-    return [
-        SmtpConnection(settings.smtp, timeout=settings.smtp_timeout, max_messages=settings.smtp_messages_per_connection)
-        for _ in range(count or settings.smtp_connections)
-    ]
+    def builder_for(self, composed: Composed, campaign_id: int = 0, list_id: int = 0) -> MessageBuilder:
+        return MessageBuilder(composed, self.signer, base_url=self.settings.base_url, campaign_id=campaign_id, list_id=list_id)
 
+    def plan_send(self, issue: Issue, list_name: str | None) -> SendPlan:
+        """What a send of this issue to this list would do now; changes nothing but settling a killed run's leases."""
+        newsletter = self.newsletter_for(issue)
+        composed = compose(issue, newsletter, self.settings.base_url)
+        engine = self.engine
+        with self.session() as session:
+            mailing_list = get_list(session, list_name or newsletter.list)
+            campaign = ledger.find_campaign(session, issue, mailing_list)
+            cid = campaign.id if campaign else None
+            if cid is not None:
+                ledger.expire_leases(engine, cid)  # a killed run's claims: back to the queue, or uncertain
+            active = count_active(session, mailing_list)
+        assert mailing_list.id is not None
+        counts = ledger.count_by_status(engine, cid) if cid else {}
+        pending = ledger.count_due(engine, cid) if cid else 0
+        waiting = sum(counts.get(s, 0) for s in ledger.PENDING) - pending
+        return SendPlan(
+            issue=issue,
+            composed=composed,
+            mailing_list=mailing_list,
+            campaign_id=cid,
+            active=active,
+            new_recipients=ledger.count_not_enqueued(engine, cid, mailing_list.id),
+            pending=pending,
+            waiting=waiting,
+            next_retry=ledger.next_retry_at(engine, cid) if waiting and cid else None,
+            done={s: n for s, n in counts.items() if s not in ledger.PENDING},
+        )
 
-def builder_for(settings: Settings, composed: Composed, campaign_id: int = 0, list_id: int = 0) -> MessageBuilder:
-    return MessageBuilder(
-        composed, TokenSigner(settings.secret_keys), base_url=settings.base_url, campaign_id=campaign_id, list_id=list_id
-    )
+    def start_send(self, plan: SendPlan, *, allow_changed: bool = False, resend_uncertain: bool = False) -> Campaign:
+        """Open (or reopen) the campaign and enqueue every active subscriber not already in it; with
+        resend_uncertain (an operator's yes), deliveries whose outcome was lost go back to the queue too."""
+        path = Path(plan.issue.path)
+        source = path.read_text(encoding="utf-8") if path.is_file() else ""
+        with self.session() as session:
+            campaign = ledger.open_campaign(session, plan.issue, plan.mailing_list, source, allow_changed=allow_changed)
+        ledger.enqueue(self.engine, campaign)
+        if resend_uncertain and campaign.id is not None:
+            ledger.requeue_uncertain(self.engine, campaign.id)
+        return campaign
 
+    async def run_send(
+        self,
+        campaign: Campaign,
+        composed: Composed,
+        *,
+        on_result: Callable[[DeliveryStatus], None] | None = None,
+        handle_signals: bool = False,
+    ) -> SendOutcome:
+        """Send what is due in this campaign. With handle_signals, Ctrl-C or SIGTERM lets the messages in
+        flight finish and be recorded and gives the rest back to the queue."""
+        assert campaign.id is not None
+        s = self.settings
+        dispatcher = Dispatcher(
+            self.engine,
+            campaign.id,
+            self.builder_for(composed, campaign.id, campaign.list_id),
+            self.senders(),
+            DispatchOptions(
+                batch_size=s.batch_size, lease_seconds=s.lease_seconds, max_attempts=s.max_attempts,
+                retry_backoff=s.retry_backoff, rate=s.smtp_rate,
+            ),
+            on_result=on_result,
+        )
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
+        for signum in signals:
+            loop.add_signal_handler(signum, dispatcher.stop)
+        try:
+            summary = await dispatcher.run()
+        finally:
+            for signum in signals:
+                loop.remove_signal_handler(signum)
+        ledger.add_sending_time(self.engine, campaign.id, summary.elapsed)
+        return SendOutcome(summary, ledger.count_due(self.engine, campaign.id), ledger.next_retry_at(self.engine, campaign.id))
 
-async def dispatch_campaign(
-    engine: Engine,
-    settings: Settings,
-    campaign: Campaign,
-    composed: Composed,
-    *,
-    on_result: Callable[[DeliveryStatus], None] | None = None,
-    handle_signals: bool = False,
-) -> RunSummary:
-    assert campaign.id is not None
-    dispatcher = Dispatcher(
-        engine,
-        campaign.id,
-        builder_for(settings, composed, campaign.id, campaign.list_id),
-        make_senders(settings),
-        DispatchOptions(
-            batch_size=settings.batch_size,
-            lease_seconds=settings.lease_seconds,
-            max_attempts=settings.max_attempts,
-            retry_backoff=settings.retry_backoff,
-            rate=settings.smtp_rate,
-        ),
-        on_result=on_result,
-    )
-    if not handle_signals:
-        return await dispatcher.run()
-    # Ctrl-C or SIGTERM: finish the messages in flight, record them, give the rest back to the queue.
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, dispatcher.stop)
-    try:
-        return await dispatcher.run()
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-
-
-async def send_test(settings: Settings, issue: Issue, address: str) -> SmtpReply:
-    """One message to one address, subject marked as a test; no campaign, nothing recorded."""
-    composed = compose(issue, newsletter_for(settings, issue), settings.base_url, test=True)
-    outgoing = builder_for(settings, composed).build(Recipient(address, ""))
-    connection = make_senders(settings, 1)[0]
-    try:
-        return await connection.send(outgoing.envelope_from, outgoing.recipient, outgoing.data)
-    finally:
-        await connection.close()
-
-
-PREVIEW_RECIPIENT = Recipient("anteprima@example.org", "Anteprima Redazione")
-
-
-def write_preview(settings: Settings, issue: Issue, out: Path) -> dict[str, Path]:
-    """index.html (the HTML part), message.txt (the text part), message.eml (the whole message) for one sample recipient."""
-    composed = compose(issue, newsletter_for(settings, issue), settings.base_url)
-    outgoing = builder_for(settings, composed).build(PREVIEW_RECIPIENT)
-    parsed = message_from_bytes(outgoing.data, policy=policy.default)
-    text_part, html_part = list(parsed.iter_parts())  # type: ignore[attr-defined]
-    out.mkdir(parents=True, exist_ok=True)
-    files = {"html": out / "index.html", "text": out / "message.txt", "eml": out / "message.eml"}
-    files["html"].write_text(html_part.get_content(), encoding="utf-8")
-    files["text"].write_text(text_part.get_content(), encoding="utf-8")
-    files["eml"].write_bytes(outgoing.data)
-    return files
+    async def test_send(self, issue: Issue, address: str) -> SmtpReply:
+        """One message to one address, subject marked as a test; no campaign, nothing recorded.
+        Raises MailerError when the relay does not accept it."""
+        composed = compose(issue, self.newsletter_for(issue), self.settings.base_url, test=True)
+        outgoing = self.builder_for(composed).build(Recipient(address, ""))
+        connection = self.senders(1)[0]
+        try:
+            reply = await connection.send(outgoing.envelope_from, outgoing.recipient, outgoing.data)
+        finally:
+            await connection.close()
+        if classify(reply).status != DeliveryStatus.SENT:
+            raise MailerError(f"test message to {address} not accepted: {reply.code or '-'} {reply.text}")
+        return reply

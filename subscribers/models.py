@@ -1,10 +1,11 @@
-"""Tables of the subscriber store: subscribers, lists, subscriptions, unsubscribe events."""
+"""Tables of the subscriber store: subscribers, lists, subscriptions, subscriber events."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from enum import StrEnum
 
-from sqlmodel import Field, SQLModel, UniqueConstraint
+from sqlalchemy import Text
+from sqlmodel import Column, Field, SQLModel, UniqueConstraint
 
 
 def utcnow() -> datetime:
@@ -32,6 +33,7 @@ class Subscriber(SQLModel, table=True):
     status: str = Field(default=SubscriberStatus.ACTIVE, index=True)
     consent_source: str = ""  # e.g. "import:contacts.csv", "form", "admin"
     consent_at: datetime | None = None
+    consent_text: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))  # what they agreed to
     token_version: int = 0  # bump to revoke every link sent to this subscriber
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -56,11 +58,24 @@ class Subscription(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
-class UnsubscribeEvent(SQLModel, table=True):
-    __tablename__ = "unsubscribe_event"
+class EventKind(StrEnum):
+    """What happened to a subscriber, as recorded in subscriber_event."""
+
+    UNSUBSCRIBED = "unsubscribed"  # left a list (or all lists)
+    CONFIRMED = "confirmed"  # confirmed a subscription (double opt-in), or came back through a confirmation
+    PREFERENCES = "preferences"  # changed language or lists on the preferences page
+    SUBSCRIBED = "subscribed"  # put on a list by an operator or an import
+
+
+class SubscriberEvent(SQLModel, table=True):
+    """Every unsubscribe, confirmation and preference change: how, when, and from which campaign's link."""
+
+    __tablename__ = "subscriber_event"
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
     list_id: int | None = Field(default=None, foreign_key="mailing_list.id")
     campaign_id: int | None = Field(default=None, index=True)
-    method: str  # one-click, page, form, admin, complaint, bounce
+    kind: str = Field(default=EventKind.UNSUBSCRIBED, index=True)
+    method: str  # one-click, page, form, admin, mailto, complaint, bounce, web
+    detail: str = ""  # e.g. the preferences chosen
     created_at: datetime = Field(default_factory=utcnow)

@@ -17,7 +17,8 @@ from subscribers.models import (
     SubscriberStatus,
     Subscription,
     SubscriptionStatus,
-    UnsubscribeEvent,
+    EventKind,
+    SubscriberEvent,
     utcnow,
 )
 
@@ -112,7 +113,7 @@ def add_subscribers(
             sub = Subscriber(
                 email=person.email,
                 name=person.name,
-                language=person.language,
+                language=person.language or mailing_list.language,
                 status=SubscriberStatus.ACTIVE,
                 consent_source=source,
                 consent_at=now,
@@ -200,7 +201,7 @@ def unsubscribe(
         session.add(membership)
         assert subscriber.id is not None
         session.add(
-            UnsubscribeEvent(
+            SubscriberEvent(
                 subscriber_id=subscriber.id, list_id=membership.list_id, campaign_id=campaign_id, method=method
             )
         )
@@ -232,10 +233,19 @@ class ListedSubscriber:
 def list_members(session: Session, mailing_list: MailingList | None, status: str | None = None) -> Iterator[ListedSubscriber]:
     """Subscribers of a list (or everyone), in address order; status filters on the effective status."""
     if mailing_list is None:
-        rows = session.exec(select(Subscriber).order_by(Subscriber.email))
-        for s in rows:
-            if status is None or s.status == status:
-                yield ListedSubscriber(s.email, s.name, s.language, s.status, s.created_at)
+        # Everyone: someone active in the store but on no list any more is, in effect, unsubscribed.
+        on_a_list = (
+            select(Subscription.subscriber_id)
+            .where(Subscription.status == SubscriptionStatus.ACTIVE)
+            .distinct()
+        )
+        rows = session.exec(
+            select(Subscriber, col(Subscriber.id).in_(on_a_list)).order_by(Subscriber.email)
+        )
+        for s, subscribed in rows:
+            effective = s.status if s.status != SubscriberStatus.ACTIVE or subscribed else SubscriptionStatus.UNSUBSCRIBED
+            if status is None or effective == status:
+                yield ListedSubscriber(s.email, s.name, s.language, effective, s.created_at)
         return
     query = (
         select(Subscriber, Subscription)

@@ -13,7 +13,8 @@ from sqlmodel import Session, select
 
 import pytest
 
-from mailer import campaign as send_path
+from mailer.app import Mailer
+from mailer.sending import SendPlan
 from mailer import ledger
 from mailer.capture import DROP, CaptureServer, Rule
 from mailer.dispatch import RunSummary
@@ -30,9 +31,15 @@ from tests.conftest import ISSUE_2026, add_people
 def send(engine: Engine, settings: Settings, server: CaptureServer, **overrides: object) -> tuple[Campaign, RunSummary]:
     """What `mailer send --yes` does: plan, open the campaign, enqueue, dispatch."""
     settings = settings.with_overrides(smtp=parse_smtp_url(server.url), **overrides)
-    plan = send_path.plan_send(engine, settings, load_issue(ISSUE_2026), None)
-    campaign = send_path.start_campaign(engine, plan)
-    return campaign, asyncio.run(send_path.dispatch_campaign(engine, settings, campaign, plan.composed))
+    plan = Mailer(settings, engine=engine).plan_send(load_issue(ISSUE_2026), None)
+    campaign = Mailer(settings, engine=engine).start_send(plan)
+    return campaign, asyncio.run(Mailer(settings, engine=engine).run_send(campaign, plan.composed)).summary
+
+
+async def dispatch(engine: Engine, settings: Settings, plan: SendPlan) -> RunSummary:
+    """Start the planned campaign and run it (what `mailer send --yes` does after planning)."""
+    mailer = Mailer(settings, engine=engine)
+    return (await mailer.run_send(mailer.start_send(plan), plan.composed)).summary
 
 
 def with_server(rule: Rule | None, body):  # type: ignore[no-untyped-def]
@@ -51,9 +58,9 @@ def run_in_loop(engine: Engine, settings: Settings, rule: Rule | None = None, **
     """Start a capture server and send through it, all in one event loop; returns (server, summary)."""
     async def body(server: CaptureServer):  # type: ignore[no-untyped-def]
         s = settings.with_overrides(smtp=parse_smtp_url(server.url), **overrides)
-        plan = send_path.plan_send(engine, s, load_issue(ISSUE_2026), None)
-        campaign = send_path.start_campaign(engine, plan)
-        summary = await send_path.dispatch_campaign(engine, s, campaign, plan.composed)
+        plan = Mailer(s, engine=engine).plan_send(load_issue(ISSUE_2026), None)
+        campaign = Mailer(settings, engine=engine).start_send(plan)
+        summary = (await Mailer(s, engine=engine).run_send(campaign, plan.composed)).summary
         return server, summary
     return with_server(rule, body)
 
@@ -118,19 +125,19 @@ def test_running_send_again_sends_nothing_twice(engine: Engine, settings: Settin
         s = settings.with_overrides(smtp=parse_smtp_url(server.url))
         issue = load_issue(ISSUE_2026)
         for _ in range(3):
-            plan = send_path.plan_send(engine, s, issue, None)
-            campaign = send_path.start_campaign(engine, plan)
-            await send_path.dispatch_campaign(engine, s, campaign, plan.composed)
+            plan = Mailer(s, engine=engine).plan_send(issue, None)
+            campaign = Mailer(settings, engine=engine).start_send(plan)
+            (await Mailer(s, engine=engine).run_send(campaign, plan.composed)).summary
         first_rounds = len(server.messages)
-        waiting = send_path.plan_send(engine, s, issue, None)
+        waiting = Mailer(s, engine=engine).plan_send(issue, None)
         assert (waiting.to_send, waiting.waiting) == (0, 1) and waiting.next_retry is not None
         # the retry falls due: only the deferred delivery is tried again, once
         with engine.begin() as conn:
             conn.execute(update(Delivery).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
         server.handler.rule = None
-        plan = send_path.plan_send(engine, s, issue, None)
+        plan = Mailer(s, engine=engine).plan_send(issue, None)
         assert plan.to_send == 1 and plan.new_recipients == 0
-        await send_path.dispatch_campaign(engine, s, send_path.start_campaign(engine, plan), plan.composed)
+        await dispatch(engine, s, plan)
         return first_rounds, [r for m in server.messages for r in m.recipients]
 
     first_rounds, received = with_server(rule, body)
@@ -165,12 +172,12 @@ def test_someone_who_left_after_enqueue_is_skipped(engine: Engine, settings: Set
 
     async def body(server: CaptureServer):  # type: ignore[no-untyped-def]
         s = settings.with_overrides(smtp=parse_smtp_url(server.url))
-        plan = send_path.plan_send(engine, s, load_issue(ISSUE_2026), None)
-        campaign = send_path.start_campaign(engine, plan)
+        plan = Mailer(s, engine=engine).plan_send(load_issue(ISSUE_2026), None)
+        campaign = Mailer(settings, engine=engine).start_send(plan)
         with Session(engine) as session:
             store.unsubscribe(session, store.find_subscriber(session, "leaves@example.org"), None, method="one-click")
             session.commit()
-        await send_path.dispatch_campaign(engine, s, campaign, plan.composed)
+        (await Mailer(s, engine=engine).run_send(campaign, plan.composed)).summary
         return [r for m in server.messages for r in m.recipients]
 
     assert with_server(None, body) == ["stays@example.org"]
@@ -180,9 +187,9 @@ def test_someone_who_left_after_enqueue_is_skipped(engine: Engine, settings: Set
 def test_an_unreachable_relay_stops_and_leaves_everything_queued(engine: Engine, settings: Settings) -> None:
     add_people(engine, ["a@example.org", "b@example.org"])
     s = settings.with_overrides(smtp=parse_smtp_url("smtp://127.0.0.1:9"))  # discard port: nothing listens
-    plan = send_path.plan_send(engine, s, load_issue(ISSUE_2026), None)
-    campaign = send_path.start_campaign(engine, plan)
-    summary = asyncio.run(send_path.dispatch_campaign(engine, s, campaign, plan.composed))
+    plan = Mailer(s, engine=engine).plan_send(load_issue(ISSUE_2026), None)
+    campaign = Mailer(settings, engine=engine).start_send(plan)
+    summary = asyncio.run(Mailer(s, engine=engine).run_send(campaign, plan.composed)).summary
     assert summary.error and "cannot connect to SMTP relay smtp://127.0.0.1:9" in summary.error
     assert summary.released == 2
     assert {(d.status, d.attempts) for d in deliveries(engine).values()} == {(DeliveryStatus.QUEUED, 0)}
@@ -190,8 +197,8 @@ def test_an_unreachable_relay_stops_and_leaves_everything_queued(engine: Engine,
 
 def test_a_killed_runs_claims_are_settled_by_whether_they_reached_smtp(engine: Engine, settings: Settings) -> None:
     add_people(engine, ["handed@example.org", "claimed@example.org", "fresh@example.org"])
-    plan = send_path.plan_send(engine, settings, load_issue(ISSUE_2026), None)
-    send_path.start_campaign(engine, plan)
+    plan = Mailer(settings, engine=engine).plan_send(load_issue(ISSUE_2026), None)
+    Mailer(settings, engine=engine).start_send(plan)
     past = utcnow() - timedelta(seconds=1)
     with engine.begin() as conn:  # a worker claimed two rows, handed one to SMTP, then was killed
         conn.execute(
@@ -208,8 +215,8 @@ def test_a_killed_runs_claims_are_settled_by_whether_they_reached_smtp(engine: E
 
 def test_a_row_whose_lease_was_taken_over_is_not_sent(engine: Engine, settings: Settings) -> None:
     add_people(engine, ["a@example.org"])
-    plan = send_path.plan_send(engine, settings, load_issue(ISSUE_2026), None)
-    campaign = send_path.start_campaign(engine, plan)
+    plan = Mailer(settings, engine=engine).plan_send(load_issue(ISSUE_2026), None)
+    campaign = Mailer(settings, engine=engine).start_send(plan)
     claimed = ledger.claim_batch(engine, campaign.id or 0, "slow-worker", 10, 600)
     with engine.begin() as conn:  # an operator's later run settled the lease meanwhile
         conn.execute(update(Delivery).values(status="queued", lease_owner=None))
@@ -235,8 +242,8 @@ def test_a_relay_refusing_our_sender_stops_without_blaming_anyone(engine: Engine
 
     async def body(server: CaptureServer):  # type: ignore[no-untyped-def]
         s = settings.with_overrides(smtp=parse_smtp_url(server.url))
-        plan = send_path.plan_send(engine, s, load_issue(ISSUE_2026), None)
-        return await send_path.dispatch_campaign(engine, s, send_path.start_campaign(engine, plan), plan.composed)
+        plan = Mailer(s, engine=engine).plan_send(load_issue(ISSUE_2026), None)
+        return await dispatch(engine, s, plan)
 
     async def main():  # type: ignore[no-untyped-def]
         async with CaptureServer(sender_rule=lambda a: "553 5.7.1 Sender address rejected: not owned by user") as server:
@@ -256,8 +263,8 @@ def test_content_rejections_keep_the_address_and_a_blocked_relay_stops_the_run(e
     async def main():  # type: ignore[no-untyped-def]
         async with CaptureServer(data_rule=lambda r: "554 5.7.1 Message rejected: spam content") as server:
             s = settings.with_overrides(smtp=parse_smtp_url(server.url), smtp_connections=1)
-            plan = send_path.plan_send(engine, s, load_issue(ISSUE_2026), None)
-            return await send_path.dispatch_campaign(engine, s, send_path.start_campaign(engine, plan), plan.composed)
+            plan = Mailer(s, engine=engine).plan_send(load_issue(ISSUE_2026), None)
+            return await dispatch(engine, s, plan)
 
     summary = asyncio.run(main())
     assert summary.error and "refused 10 messages in a row" in summary.error and "spam content" in summary.error
@@ -275,14 +282,14 @@ def test_a_line_lost_after_the_message_is_uncertain_and_never_resent_blindly(eng
         s = settings.with_overrides(smtp=parse_smtp_url(server.url))
         issue = load_issue(ISSUE_2026)
         for _ in range(2):
-            plan = send_path.plan_send(engine, s, issue, None)
-            await send_path.dispatch_campaign(engine, s, send_path.start_campaign(engine, plan), plan.composed)
+            plan = Mailer(s, engine=engine).plan_send(issue, None)
+            await dispatch(engine, s, plan)
         after_reruns = [r for m in server.messages for r in m.recipients]
         server.handler.data_rule = None
         campaign_id = plan.campaign_id or 0
         assert ledger.requeue_uncertain(engine, campaign_id) == 1  # the operator's explicit choice
-        plan = send_path.plan_send(engine, s, issue, None)
-        await send_path.dispatch_campaign(engine, s, send_path.start_campaign(engine, plan), plan.composed)
+        plan = Mailer(s, engine=engine).plan_send(issue, None)
+        await dispatch(engine, s, plan)
         return after_reruns, [r for m in server.messages for r in m.recipients]
 
     async def main():  # type: ignore[no-untyped-def]
@@ -307,8 +314,8 @@ def test_a_failing_producer_ends_the_run_instead_of_hanging(engine: Engine, sett
             return super().build(r)
 
     add_people(engine, [f"p{n:02d}@example.org" for n in range(12)])
-    plan = send_path.plan_send(engine, settings, load_issue(ISSUE_2026), None)
-    campaign = send_path.start_campaign(engine, plan)
+    plan = Mailer(settings, engine=engine).plan_send(load_issue(ISSUE_2026), None)
+    campaign = Mailer(settings, engine=engine).start_send(plan)
 
     async def main():  # type: ignore[no-untyped-def]
         async with CaptureServer() as server:
@@ -333,12 +340,12 @@ def test_a_changed_issue_file_is_refused_midway_unless_allowed(engine: Engine, s
     add_people(engine, ["a@example.org"])
     issue_file = tmp_path / "issue.md"
     issue_file.write_text(ISSUE_2026.read_text(encoding="utf-8"), encoding="utf-8")
-    send_path.start_campaign(engine, send_path.plan_send(engine, settings, load_issue(issue_file), None))
+    Mailer(settings, engine=engine).start_send(Mailer(settings, engine=engine).plan_send(load_issue(issue_file), None))
     issue_file.write_text(ISSUE_2026.read_text(encoding="utf-8").replace("Rockin'1000", "Rockin' 1000"), encoding="utf-8")
-    changed = send_path.plan_send(engine, settings, load_issue(issue_file), None)
+    changed = Mailer(settings, engine=engine).plan_send(load_issue(issue_file), None)
     with pytest.raises(CampaignError, match="changed since campaign 1 began"):
-        send_path.start_campaign(engine, changed)
-    campaign = send_path.start_campaign(engine, changed, allow_changed=True)
+        Mailer(settings, engine=engine).start_send(changed)
+    campaign = Mailer(settings, engine=engine).start_send(changed, allow_changed=True)
     with Session(engine) as session:
         stored = session.get(Campaign, campaign.id)
         assert stored is not None and "Rockin' 1000" in stored.issue_source

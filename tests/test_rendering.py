@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mailer.campaign import write_preview
-from mailer.issue import load_issue
+from mailer.app import Mailer
 from mailer.settings import Settings
 from tests.conftest import ISSUE_2021, ISSUE_2026
 
@@ -51,7 +50,7 @@ def box(page: Page, selector: str) -> dict[str, float]:
 
 @pytest.mark.parametrize("issue_path", [ISSUE_2026, ISSUE_2021])
 def test_phone_layout_stacks_and_fits(browser: Browser, settings: Settings, tmp_path: Path, issue_path: Path) -> None:
-    html = write_preview(settings, load_issue(issue_path), tmp_path)["html"]
+    html = Mailer(settings).preview(issue_path, tmp_path)[1]["html"]
     page = open_mail(browser, html, 375)
     assert page.evaluate("document.documentElement.scrollWidth") <= 375  # no sideways scrolling
     title, dates = box(page, ".mj-column-per-60"), box(page, ".mj-column-per-40")
@@ -63,7 +62,7 @@ def test_phone_layout_stacks_and_fits(browser: Browser, settings: Settings, tmp_
 
 
 def test_desktop_layout_side_by_side(browser: Browser, settings: Settings, tmp_path: Path) -> None:
-    html = write_preview(settings, load_issue(ISSUE_2026), tmp_path)["html"]
+    html = Mailer(settings).preview(ISSUE_2026, tmp_path)[1]["html"]
     page = open_mail(browser, html, 1024)
     title, dates = box(page, ".mj-column-per-60"), box(page, ".mj-column-per-40")
     assert abs(title["y"] - dates["y"]) < 2 and dates["x"] > title["x"] + title["width"] - 1

@@ -1,0 +1,65 @@
+"""What every use case needs: settings, the database, the token signer and the SMTP senders.
+
+Built once from Settings by the composition root (mailer.app.Mailer); the use-case mixins
+(mailer.sending, mailer.people, mailer.recipients, mailer.archive, mailer.operators) build on it.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from mailer.errors import IssueError, SettingsError
+from mailer.issue import Issue
+from mailer.settings import NewsletterSettings, Settings
+from mailer.transport import SmtpConnection
+from subscribers.tokens import TokenSigner
+
+
+class Core:
+    def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.signer = TokenSigner(settings.secret_keys)
+        self._engine = engine
+        self._owns_engine = engine is None
+
+    @property
+    def engine(self) -> Engine:
+        """The database, opened (and migrated) on first use: commands that need none never touch it."""
+        if self._engine is None:
+            from mailer.database import open_database
+
+            self._engine = open_database(self.settings.database_url)
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None and self._owns_engine:
+            self._engine.dispose()
+            self._engine = None
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One unit of work: committed when the block ends normally, rolled back otherwise."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def senders(self, count: int | None = None) -> list[SmtpConnection]:
+        s = self.settings
+        return [
+            SmtpConnection(s.smtp, timeout=s.smtp_timeout, max_messages=s.smtp_messages_per_connection)
+            for _ in range(count or s.smtp_connections)
+        ]
+
+    def newsletter_for(self, issue: Issue) -> NewsletterSettings:
+        """The configured newsletter an issue names; an unknown one is reported at its front matter line."""
+        try:
+            return self.settings.newsletter(issue.newsletter)
+        except SettingsError as exc:
+            raise IssueError([issue.problem("newsletter", str(exc))]) from None

@@ -1,0 +1,8 @@
+"""(in progress)"""
+from __future__ import annotations
+
+from mailer.core import Core
+
+
+class Operators(Core):
+    pass
