@@ -1,8 +1,85 @@
-"""(in progress)"""
+"""Use cases of the web archive: every sent issue at a stable URL, an index per newsletter, an Atom feed.
+
+An archived issue is composed again from the issue file kept with its campaign, in its archive edition:
+no address and no personal links, so anyone may read it and no one's unsubscribe link leaks.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import col, select
+
+from mailer.compose import compose
 from mailer.core import Core
+from mailer.errors import IssueError, NotFound, SettingsError
+from mailer.issue import parse_issue
+from mailer.models import Campaign
+from mailer.settings import NewsletterSettings
+
+
+@dataclass(frozen=True)
+class ArchivedIssue:
+    newsletter: str
+    issue: str
+    subject: str
+    preheader: str
+    sent_at: datetime
+    url: str
 
 
 class Archive(Core):
-    pass
+    _archive_cache: dict[tuple[str, str, str], str]
+
+    def archived_newsletter(self, newsletter_id: str) -> NewsletterSettings:
+        try:
+            return self.settings.newsletter(newsletter_id)
+        except SettingsError:
+            raise NotFound(f"no newsletter {newsletter_id!r}") from None
+
+    def archive_issues(self, newsletter_id: str) -> list[ArchivedIssue]:
+        """Issues of a newsletter that were sent (at least one campaign started), newest first; one entry
+        per issue however many lists it went to."""
+        self.archived_newsletter(newsletter_id)
+        with self.session() as session:
+            campaigns = session.exec(
+                select(Campaign)
+                .where(Campaign.newsletter == newsletter_id, col(Campaign.started_at).is_not(None))
+                .order_by(col(Campaign.issue).desc(), col(Campaign.id).desc())
+            ).all()
+        seen: dict[str, ArchivedIssue] = {}
+        for c in campaigns:
+            if c.issue not in seen and c.started_at is not None:
+                seen[c.issue] = ArchivedIssue(
+                    newsletter_id, c.issue, c.subject, _preheader(c.issue_source), c.started_at,
+                    f"{self.settings.base_url}/archive/{newsletter_id}/{c.issue}",
+                )
+        return list(seen.values())
+
+    def archive_page(self, newsletter_id: str, issue_id: str) -> str:
+        """The archive edition of a sent issue, as an HTML document (composed once per process)."""
+        newsletter = self.archived_newsletter(newsletter_id)
+        with self.session() as session:
+            campaign = session.exec(
+                select(Campaign)
+                .where(Campaign.newsletter == newsletter_id, Campaign.issue == issue_id, col(Campaign.started_at).is_not(None))
+                .order_by(col(Campaign.id).desc())
+            ).first()
+        if campaign is None or not campaign.issue_source:
+            raise NotFound(f"no sent issue {issue_id!r} of {newsletter_id!r}")
+        cache = self.__dict__.setdefault("_archive_cache", {})
+        key = (newsletter_id, issue_id, campaign.issue_digest)
+        if key not in cache:
+            try:
+                issue = parse_issue(campaign.issue_source, campaign.issue_path or f"{issue_id}.md")
+            except IssueError:
+                raise NotFound(f"issue {issue_id!r} cannot be shown") from None
+            cache[key] = compose(issue, newsletter, self.settings.base_url, archive=True).html
+        return cache[key]
+
+
+def _preheader(source: str) -> str:
+    try:
+        return parse_issue(source).preheader if source else ""
+    except IssueError:
+        return ""

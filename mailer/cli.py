@@ -5,7 +5,6 @@ Heavy modules (SQLAlchemy, the composer, aiosmtplib) are imported inside the com
 """
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from pathlib import Path
@@ -132,6 +131,8 @@ def send(
     ),
 ) -> None:
     """Send an issue to every active subscriber of a list. Running it again never sends anyone the issue twice."""
+    import asyncio
+
     from mailer.issue import load_issue
     from subscribers.store import normalise_address
 
@@ -178,6 +179,8 @@ def _describe_plan(plan: "SendPlan", relay: str, resend: int) -> None:
 
 
 def _run_with_progress(mailer: "Mailer", campaign: "Campaign", plan: "SendPlan", total: int) -> None:
+    import asyncio
+
     from mailer.errors import MailerError
     from mailer.models import DeliveryStatus
     from mailer.progress import send_progress
@@ -330,6 +333,8 @@ def capture_server(
     maildir: Path = typer.Option(Path("var/maildir"), help="Maildir that receives every message"),
 ) -> None:
     """Run a local SMTP server that keeps every message in a Maildir (the default relay in config)."""
+    import asyncio
+
     from mailer.capture import CaptureServer
 
     async def serve_forever() -> None:

@@ -25,7 +25,8 @@ from mailer.settings import TEMPLATES_DIR, NewsletterSettings
 
 EMAIL_SLOT = "__MAILER_EMAIL__"
 UNSUBSCRIBE_SLOT = "__MAILER_UNSUBSCRIBE_URL__"
-SLOTS = (EMAIL_SLOT, UNSUBSCRIBE_SLOT)  # the recipient's name goes only into the To header
+PREFERENCES_SLOT = "__MAILER_PREFERENCES_URL__"
+SLOTS = (EMAIL_SLOT, UNSUBSCRIBE_SLOT, PREFERENCES_SLOT)  # the recipient's name goes only into the To header
 
 # Gmail clips an HTML body past ~102 KB and hides the rest (our footer with the unsubscribe link).
 GMAIL_CLIP_BYTES = 102_000
@@ -81,8 +82,9 @@ def date_line(issue: Issue) -> str:
     return f"{month[:1].upper()}{month[1:]} {match.group(1)}"
 
 
-def compose(issue: Issue, newsletter: NewsletterSettings, base_url: str, *, test: bool = False) -> Composed:
-    """Render the issue once: HTML (MJML -> inlined CSS) and text, with slot markers for each recipient."""
+def compose(issue: Issue, newsletter: NewsletterSettings, base_url: str, *, test: bool = False, archive: bool = False) -> Composed:
+    """Render the issue once: HTML (MJML -> inlined CSS) and text, with slot markers for each recipient.
+    The archive's edition (archive=True) has no slots: no address, no personal links."""
     t = strings(issue.language)
     subject = f"{t['test_prefix']} {issue.subject}" if test else issue.subject
     md = markdown_parser()
@@ -95,7 +97,9 @@ def compose(issue: Issue, newsletter: NewsletterSettings, base_url: str, *, test
         "date_line": date_line(issue),
         "archive_url": f"{base_url}/archive/{newsletter.id}/{issue.issue}",
         "unsubscribe_form_url": f"{base_url}/unsubscribe",
+        "archive": archive,
         "unsubscribe_url": UNSUBSCRIBE_SLOT,
+        "preferences_url": PREFERENCES_SLOT,
         "one_click_text": t["unsubscribe_one_click"].format(email=EMAIL_SLOT),
         "sent_to": t["sent_to"].format(email=EMAIL_SLOT, title=newsletter.title),
         "contact": contact,

@@ -48,3 +48,7 @@ class TransportError(MailerError):
 
 class DatabaseUnavailable(MailerError):
     """The database URL names a driver that is not installed, or a place we cannot write."""
+
+
+class NotFound(MailerError):
+    """No such campaign, issue or newsletter (a web page answers 404)."""

@@ -16,7 +16,7 @@ from email.policy import SMTP
 from email.utils import formataddr, formatdate
 from urllib.parse import quote
 
-from mailer.compose import EMAIL_SLOT, SLOTS, UNSUBSCRIBE_SLOT, Composed
+from mailer.compose import EMAIL_SLOT, PREFERENCES_SLOT, SLOTS, UNSUBSCRIBE_SLOT, Composed
 from mailer.errors import ComposeError
 from subscribers.tokens import TokenSigner
 
@@ -147,13 +147,14 @@ class MessageBuilder:
         return f"{self.base_url}/u/{self._token(r)}"
 
     def _token(self, r: Recipient) -> str:
-        return self.signer.unsubscribe_token(r.subscriber_id, self.list_id, r.token_version)
+        return self.signer.unsubscribe_token(r.subscriber_id, self.list_id, r.token_version, self.campaign_id)
 
     def build(self, r: Recipient) -> Outgoing:
         token = self._token(r)
         url = f"{self.base_url}/u/{token}"
         name = _one_line(r.name)
-        values = {EMAIL_SLOT: r.email, UNSUBSCRIBE_SLOT: url}
+        preferences = f"{self.base_url}/preferences/{self.signer.manage_token(r.subscriber_id, r.token_version)}"
+        values = {EMAIL_SLOT: r.email, UNSUBSCRIBE_SLOT: url, PREFERENCES_SLOT: preferences}
         message_id = (
             f"<{self.id_prefix}.d{r.delivery_id}@{self.id_domain}>"
             if r.delivery_id

@@ -1,8 +1,220 @@
-"""(in progress)"""
+"""Use cases of operators: accounts (Argon2 hashes), a campaign's figures for charts, the bounce log,
+subscriber search with each person's history, and CSV exports of deliveries and bounces."""
 from __future__ import annotations
 
+import csv
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+from io import StringIO
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, or_
+from sqlmodel import col, select
+
 from mailer.core import Core
+from mailer.errors import MailerError, NotFound
+from mailer.models import AdminUser, BounceEvent, Campaign, Delivery
+from subscribers.csvio import neutralise_formula
+from subscribers.models import MailingList, Subscriber, SubscriberEvent, Subscription
+from subscribers.models import utcnow
+
+MIN_PASSWORD_LENGTH = 12
+_hasher = PasswordHasher()
+
+
+@dataclass(frozen=True)
+class CampaignFigures:
+    """What the report page charts: outcomes over time, by recipient domain, and the bounce reasons."""
+
+    timeline: list[tuple[str, dict[str, int]]]  # bucket label -> status -> deliveries last updated then
+    domains: list[tuple[str, dict[str, int]]]  # domain -> status -> count, biggest first
+    bucket: str  # "minute", "hour" or "day"
+
+
+@dataclass(frozen=True)
+class BounceLine:
+    created_at: datetime
+    campaign_id: int | None
+    email: str
+    kind: str
+    source: str
+    smtp_code: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class HistoryLine:
+    at: datetime
+    what: str
+    detail: str
 
 
 class Operators(Core):
-    pass
+    # ---- accounts ------------------------------------------------------------------------------------
+
+    def add_admin_user(self, username: str, password: str) -> bool:
+        """Create an operator, or set a new password for an existing one. True if created."""
+        username = username.strip()
+        if not username or any(c.isspace() for c in username):
+            raise MailerError("the username must be one word")
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise MailerError(f"the password must be at least {MIN_PASSWORD_LENGTH} characters long")
+        with self.session() as session:
+            user = session.exec(select(AdminUser).where(AdminUser.username == username)).first()
+            created = user is None
+            user = user or AdminUser(username=username, password_hash="")
+            user.password_hash = _hasher.hash(password)
+            session.add(user)
+        return created
+
+    def authenticate(self, username: str, password: str) -> bool:
+        """Check a login; an unknown user costs the same hash as a known one (no timing difference)."""
+        with self.session() as session:
+            user = session.exec(select(AdminUser).where(AdminUser.username == username.strip())).first()
+            stored = user.password_hash if user else _dummy_hash()
+            try:
+                _hasher.verify(stored, password)
+            except (VerificationError, InvalidHashError):
+                return False
+            if user is None:
+                return False
+            if _hasher.check_needs_rehash(user.password_hash):
+                user.password_hash = _hasher.hash(password)
+            user.last_login_at = utcnow()
+            session.add(user)
+            return True
+
+    # ---- campaigns -----------------------------------------------------------------------------------
+
+    def campaign(self, campaign_id: int) -> Campaign:
+        with self.session() as session:
+            found = session.get(Campaign, campaign_id)
+        if found is None:
+            raise NotFound(f"no campaign {campaign_id}")
+        return found
+
+    def campaign_figures(self, campaign_id: int, *, top_domains: int = 8) -> CampaignFigures:
+        self.campaign(campaign_id)
+        with self.session() as session:
+            rows = session.exec(
+                select(Delivery.email, Delivery.status, Delivery.updated_at).where(Delivery.campaign_id == campaign_id)
+            ).all()
+        times = [r[2] for r in rows if r[1] not in ("queued", "sending")]
+        span = (max(times) - min(times)) if times else timedelta(0)
+        bucket, fmt, step = ("minute", "%H:%M", "minute") if span <= timedelta(hours=3) else (
+            ("hour", "%d/%m %H:00", "hour") if span <= timedelta(days=3) else ("day", "%Y-%m-%d", "day"))
+        timeline: dict[str, Counter[str]] = defaultdict(Counter)
+        for _, status, at in sorted(rows, key=lambda r: r[2]):
+            if status not in ("queued", "sending"):
+                timeline[at.strftime(fmt)][status] += 1
+        domains: dict[str, Counter[str]] = defaultdict(Counter)
+        for email, status, _ in rows:
+            domains[email.rpartition("@")[2]][status] += 1
+        biggest = sorted(domains.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
+        if len(biggest) > top_domains:
+            rest: Counter[str] = Counter()
+            for _, counts in biggest[top_domains:]:
+                rest.update(counts)
+            biggest = biggest[:top_domains] + [("…", rest)]
+        return CampaignFigures([(k, dict(v)) for k, v in timeline.items()], [(k, dict(v)) for k, v in biggest], step)
+
+    def bounce_log(self, *, campaign_id: int | None = None, limit: int = 200, offset: int = 0) -> list[BounceLine]:
+        query = (
+            select(BounceEvent, Subscriber.email)
+            .join(Subscriber, col(Subscriber.id) == BounceEvent.subscriber_id, isouter=True)
+            .order_by(col(BounceEvent.id).desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        if campaign_id is not None:
+            query = query.where(BounceEvent.campaign_id == campaign_id)
+        with self.session() as session:
+            return [
+                BounceLine(b.created_at, b.campaign_id, email or "", b.kind, b.source, b.smtp_code, b.reason)
+                for b, email in session.exec(query)
+            ]
+
+    # ---- subscribers ---------------------------------------------------------------------------------
+
+    def search_subscribers(self, text: str, *, limit: int = 50) -> list[Subscriber]:
+        text = text.strip().lower()
+        if not text:
+            return []
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self.session() as session:
+            return list(session.exec(
+                select(Subscriber)
+                .where(or_(func.lower(Subscriber.email).like(pattern, escape="\\"), func.lower(Subscriber.name).like(pattern, escape="\\")))
+                .order_by(Subscriber.email)
+                .limit(limit)
+            ))
+
+    def subscriber(self, subscriber_id: int) -> Subscriber:
+        with self.session() as session:
+            found = session.get(Subscriber, subscriber_id)
+        if found is None:
+            raise NotFound(f"no subscriber {subscriber_id}")
+        return found
+
+    def subscriber_history(self, subscriber_id: int) -> list[HistoryLine]:
+        """Everything on record about one person, newest first: lists, choices, deliveries, bounces."""
+        subscriber = self.subscriber(subscriber_id)
+        lines = [HistoryLine(subscriber.created_at, "created", subscriber.consent_source)]
+        with self.session() as session:
+            names = {m.id: m.name for m in session.exec(select(MailingList))}
+            campaigns = {c.id: f"{c.newsletter} {c.issue}" for c in session.exec(select(Campaign))}
+            for m in session.exec(select(Subscription).where(Subscription.subscriber_id == subscriber_id)):
+                lines.append(HistoryLine(m.created_at, "joined list", names.get(m.list_id, str(m.list_id))))
+            for e in session.exec(select(SubscriberEvent).where(SubscriberEvent.subscriber_id == subscriber_id)):
+                where = " ".join(filter(None, [names.get(e.list_id or 0, ""), f"from campaign {campaigns.get(e.campaign_id, e.campaign_id)}" if e.campaign_id else ""]))
+                lines.append(HistoryLine(e.created_at, f"{e.kind} ({e.method})", " ".join(filter(None, [where, e.detail]))))
+            for d in session.exec(select(Delivery).where(Delivery.subscriber_id == subscriber_id)):
+                reply = f"{d.smtp_code or ''} {d.smtp_reply or ''}".strip()
+                lines.append(HistoryLine(d.updated_at, f"delivery {d.status}", f"{campaigns.get(d.campaign_id, d.campaign_id)}: {reply}"))
+            for b in session.exec(select(BounceEvent).where(BounceEvent.subscriber_id == subscriber_id)):
+                lines.append(HistoryLine(b.created_at, f"{b.kind} bounce ({b.source})", f"{b.smtp_code or ''} {b.reason}".strip()))
+        return sorted(lines, key=lambda line: line.at, reverse=True)
+
+    # ---- exports -------------------------------------------------------------------------------------
+
+    def deliveries_csv(self, campaign_id: int) -> Iterator[str]:
+        """Every delivery of a campaign as CSV rows, formulas neutralised for spreadsheets."""
+        self.campaign(campaign_id)
+        query = select(Delivery).where(Delivery.campaign_id == campaign_id).order_by(col(Delivery.id))
+        header = ["email", "status", "attempts", "smtp_code", "smtp_reply", "sent_at", "updated_at"]
+        with self.session() as session:
+            rows = [[d.email, d.status, d.attempts, d.smtp_code, d.smtp_reply, d.sent_at, d.updated_at] for d in session.exec(query)]
+        return _csv_rows(header, rows)
+
+    def bounces_csv(self, campaign_id: int | None = None) -> Iterator[str]:
+        header = ["created_at", "campaign_id", "email", "kind", "source", "smtp_code", "reason"]
+        rows = [[b.created_at, b.campaign_id, b.email, b.kind, b.source, b.smtp_code, b.reason]
+                for b in self.bounce_log(campaign_id=campaign_id, limit=1_000_000)]
+        return _csv_rows(header, rows)
+
+
+def _csv_rows(header: list[str], rows: list[list[object]]) -> Iterator[str]:
+    buffer = StringIO()
+    writer = csv.writer(buffer)
+    for row in [header, *rows]:
+        writer.writerow([neutralise_formula(_cell(v)) for v in row])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+@cache
+def _dummy_hash() -> str:
+    return _hasher.hash("a password nobody has")

@@ -8,7 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from itsdangerous import BadData, Signer, URLSafeSerializer, URLSafeTimedSerializer
+from datetime import datetime, timezone
+from typing import Any
+
+from itsdangerous import BadData, SignatureExpired, Signer, URLSafeSerializer, URLSafeTimedSerializer
 
 from subscribers.errors import InvalidToken
 
@@ -16,15 +19,31 @@ UNSUBSCRIBE = "unsubscribe"
 MANAGE = "manage"
 CONFIRM = "confirm"
 BOUNCE = "bounce"
+SIGNUP = "signup"
+UNSUBSCRIBE_LINK = "unsubscribe-link"
+FORM = "form"
 
 
 @dataclass(frozen=True)
 class Claim:
-    """What a valid subscriber token says: who, which list (0 for all), which token version."""
+    """What a valid subscriber token says: who, which list (0 for all), which token version, and the
+    campaign whose message carried the link (0 when none)."""
 
     subscriber_id: int
     list_id: int
     version: int
+    campaign_id: int = 0
+
+
+@dataclass(frozen=True)
+class Signup:
+    """A subscription request, carried whole by its confirmation link: nothing is stored until it is confirmed."""
+
+    email: str
+    name: str
+    language: str
+    list_ids: tuple[int, ...]
+    consent_version: str
 
 
 class TokenSigner:
@@ -36,10 +55,15 @@ class TokenSigner:
         self._manage = URLSafeSerializer(keys, salt=MANAGE)
         self._confirm = URLSafeTimedSerializer(keys, salt=CONFIRM)
         self._bounce = Signer(keys, salt=BOUNCE, sep=".")
+        self._signup = URLSafeTimedSerializer(keys, salt=SIGNUP)
+        self._unsubscribe_link = URLSafeTimedSerializer(keys, salt=UNSUBSCRIBE_LINK)
+        self._form = URLSafeTimedSerializer(keys, salt=FORM)
         self._confirm_max_age = confirm_max_age
 
-    def unsubscribe_token(self, subscriber_id: int, list_id: int, version: int) -> str:
-        return str(self._unsubscribe.dumps([subscriber_id, list_id, version]))
+    def unsubscribe_token(self, subscriber_id: int, list_id: int, version: int, campaign_id: int = 0) -> str:
+        """The List-Unsubscribe link's token: never expires; names the campaign so the event can say which."""
+        claim = [subscriber_id, list_id, version] + ([campaign_id] if campaign_id else [])
+        return str(self._unsubscribe.dumps(claim))
 
     def read_unsubscribe_token(self, token: str) -> Claim:
         return _claim(self._unsubscribe, token, "unsubscribe")
@@ -56,6 +80,36 @@ class TokenSigner:
     def read_confirm_token(self, token: str) -> Claim:
         return _claim(self._confirm, token, "confirmation", max_age=self._confirm_max_age)
 
+    def signup_token(self, signup: Signup) -> str:
+        return str(self._signup.dumps([signup.email, signup.name, signup.language, list(signup.list_ids), signup.consent_version]))
+
+    def read_signup_token(self, token: str) -> Signup:
+        value = _load(self._signup, token, "confirmation", max_age=self._confirm_max_age)
+        try:
+            email, name, language, list_ids, version = value
+            return Signup(str(email), str(name), str(language), tuple(int(i) for i in list_ids), str(version))
+        except (TypeError, ValueError):
+            raise InvalidToken("confirmation link is not valid") from None
+
+    def unsubscribe_link_token(self, subscriber_id: int, version: int) -> str:
+        """The link the unsubscribe form mails: valid 24 hours, for every list."""
+        return str(self._unsubscribe_link.dumps([subscriber_id, 0, version]))
+
+    def read_unsubscribe_link_token(self, token: str, max_age: int = 24 * 3600) -> Claim:
+        return _claim(self._unsubscribe_link, token, "unsubscribe", max_age=max_age)
+
+    def form_stamp(self) -> str:
+        """A signed time for a public form: a submission sooner than a person could fill it in is a bot."""
+        return str(self._form.dumps("form"))
+
+    def form_age(self, stamp: str, max_age: int = 24 * 3600) -> float:
+        """Seconds since the form was served; InvalidToken if the stamp is forged or older than max_age."""
+        try:
+            _, signed_at = self._form.loads(stamp, max_age=max_age, return_timestamp=True)
+        except BadData:
+            raise InvalidToken("form is not valid or too old; please fill it in again") from None
+        return (datetime.now(timezone.utc) - signed_at).total_seconds()
+
     def bounce_tag(self, delivery_id: int) -> str:
         """Tag for the per-delivery return path (bounces+TAG@domain): which delivery a bounce is about."""
         return self._bounce.sign(str(delivery_id)).decode("ascii")
@@ -67,15 +121,18 @@ class TokenSigner:
             raise InvalidToken("bounce address tag is not valid") from None
 
 
-def _claim(serializer: URLSafeSerializer | URLSafeTimedSerializer, token: str, purpose: str, max_age: int | None = None) -> Claim:
+def _load(serializer: URLSafeSerializer | URLSafeTimedSerializer, token: str, purpose: str, max_age: int | None = None) -> Any:
     try:
         if isinstance(serializer, URLSafeTimedSerializer):
-            value = serializer.loads(token, max_age=max_age)
-        else:
-            value = serializer.loads(token)
+            return serializer.loads(token, max_age=max_age)
+        return serializer.loads(token)
     except BadData as exc:
-        expired = type(exc).__name__ == "SignatureExpired"
+        expired = isinstance(exc, SignatureExpired)
         raise InvalidToken(f"{purpose} link {'has expired' if expired else 'is not valid'}") from None
-    if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, int) for v in value)):
+
+
+def _claim(serializer: URLSafeSerializer | URLSafeTimedSerializer, token: str, purpose: str, max_age: int | None = None) -> Claim:
+    value = _load(serializer, token, purpose, max_age)
+    if not (isinstance(value, list) and len(value) in (3, 4) and all(type(v) is int for v in value)):
         raise InvalidToken(f"{purpose} link is not valid")
     return Claim(*value)
