@@ -31,8 +31,9 @@ def limiter_of(request: Request) -> RateLimiter:
     return request.app.state.limiter  # type: ignore[no-any-return]
 
 
-def limit(request: Request, rule: str, *keys: str) -> None:
-    if not limiter_of(request).allow(rule, client_key(request), *keys):
+def limit(request: Request, rule: str, key: str | None = None) -> None:
+    """Count a hit against a rule, for the client (no key) or for the key given (an address, a username)."""
+    if not limiter_of(request).allow(rule, key or client_key(request)):
         raise TooManyRequests()
 
 
