@@ -57,6 +57,12 @@ class Core:
             for _ in range(count or s.smtp_connections)
         ]
 
+    def list_title(self, name: str, title: str = "") -> str:
+        """What recipients call a list: its own title, else the title of the newsletter configured for it."""
+        if title and title != name:
+            return title
+        return next((nl.title for nl in self.settings.newsletters.values() if nl.list == name), title or name)
+
     def newsletter_for(self, issue: Issue) -> NewsletterSettings:
         """The configured newsletter an issue names; an unknown one is reported at its front matter line."""
         try:

@@ -87,15 +87,25 @@ def run_demo(folder: Path, issue_file: Path, count: int, console: Console, *, se
     show("serve it", f"MAILER_DATABASE_URL={database_url} .venv/bin/mailer serve   (or: .venv/bin/mailer demo --serve)")
     show("archive", f"{base}/archive/{issue.newsletter}/   (the issue's 'view in browser' link: {base}/archive/{issue.newsletter}/{issue.issue})")
     show("unsubscribe", f"{first_unsubscribe_link(maildir)}   (List-Unsubscribe of a captured message)")
-    show("subscribe", f"{base}/subscribe   (the confirmation mail lands in the capture server when one runs)")
+    show("subscribe", f"{base}/subscribe   (with --serve, its confirmation mail lands in {(maildir / 'new').resolve()})")
     show("operators", f"{base}/admin/   after: MAILER_DATABASE_URL={database_url} .venv/bin/mailer admin add-user NAME")
     if serve_port is not None:
-        import uvicorn
+        show("serving", f"{base} on 127.0.0.1:{serve_port}, mail to the capture server (Ctrl-C to stop)")
+        try:
+            asyncio.run(_serve(mailer, maildir, serve_port))
+        except KeyboardInterrupt:
+            pass
 
-        from mailer.web import create_app
 
-        show("serving", f"http://127.0.0.1:{serve_port} (Ctrl-C to stop)")
-        uvicorn.run(create_app(mailer), host="127.0.0.1", port=serve_port, log_level="warning")
+async def _serve(mailer: Mailer, maildir: Path, port: int) -> None:
+    """The web app on the demo's database; the mail it sends (confirmations, links) goes to the Maildir."""
+    import uvicorn
+
+    from mailer.web import create_app
+
+    async with CaptureServer(maildir=maildir, keep_in_memory=False) as server:
+        web = Mailer(mailer.settings.with_overrides(smtp=parse_smtp_url(server.url)), engine=mailer.engine)
+        await uvicorn.Server(uvicorn.Config(create_app(web), host="127.0.0.1", port=port, log_level="warning")).serve()
 
 
 def first_unsubscribe_link(maildir: Path) -> str:

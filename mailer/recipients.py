@@ -92,7 +92,7 @@ class Recipients(Core):
     def _target(self, session: Session, subscriber: Subscriber, claim: Claim) -> LinkTarget:
         active = choices.active_list_ids(session, subscriber)
         mailing_list = session.get(MailingList, claim.list_id) if claim.list_id else None
-        title = (mailing_list.title or mailing_list.name) if mailing_list else ""
+        title = self.list_title(mailing_list.name, mailing_list.title) if mailing_list else ""
         subscribed = claim.list_id in active if claim.list_id else bool(active)
         return LinkTarget(subscriber.email, subscriber.language, title, subscribed)
 
@@ -127,7 +127,7 @@ class Recipients(Core):
     def _offered(self, session: Session, newsletter: NewsletterSettings) -> OfferedList:
         mailing_list = store.get_or_create_list(session, newsletter.list, title=newsletter.title)
         assert mailing_list.id is not None
-        return OfferedList(mailing_list.id, mailing_list.name, mailing_list.title or newsletter.title)
+        return OfferedList(mailing_list.id, mailing_list.name, self.list_title(mailing_list.name, mailing_list.title))
 
     def request_signup(self, *, email: str, name: str, language: str, list_ids: list[int]) -> NoticeMessage | None:
         """Mail a confirmation link that carries the whole request; nothing about the person is stored
@@ -174,7 +174,7 @@ class Recipients(Core):
     def _titles(self, list_ids: tuple[int, ...]) -> tuple[str, ...]:
         with self.session() as session:
             found = [session.get(MailingList, i) for i in list_ids]
-        return tuple(m.title or m.name for m in found if m is not None)
+        return tuple(self.list_title(m.name, m.title) for m in found if m is not None)
 
     # ---- preferences ---------------------------------------------------------------------------------
 
@@ -211,7 +211,7 @@ class Recipients(Core):
         for list_id in choices.memberships(session, subscriber.id):
             mailing_list = session.get(MailingList, list_id)
             if list_id not in offered and mailing_list is not None:
-                offered[list_id] = OfferedList(list_id, mailing_list.name, mailing_list.title or mailing_list.name)
+                offered[list_id] = OfferedList(list_id, mailing_list.name, self.list_title(mailing_list.name, mailing_list.title))
         lists = tuple(OfferedList(o.id, o.name, o.title, o.id in active) for o in offered.values())
         return PreferencesView(subscriber.email, subscriber.language, lists)
 
