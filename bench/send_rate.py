@@ -20,9 +20,10 @@ from pathlib import Path
 
 from sqlmodel import Session
 
-from mailer import campaign as send_path
+from mailer.app import Mailer
 from mailer.database import open_database
 from mailer.issue import load_issue
+from mailer.sending import PREVIEW_RECIPIENT
 from mailer.settings import PROJECT_ROOT, load_settings, parse_smtp_url
 from subscribers import store
 
@@ -74,13 +75,15 @@ def dispatcher_run(port: int, count: int, connections: int, folder: Path) -> tup
         people = [store.NewSubscriber(f"lettore{n}@example.org", f"Lettore {n}") for n in range(count)]
         store.add_subscribers(session, wip, people, source="bench")
         session.commit()
-    plan = send_path.plan_send(engine, settings, load_issue(PROJECT_ROOT / "examples" / "2026-05-work-in-progress.md"), None)
-    campaign = send_path.start_campaign(engine, plan)
+    mailer = Mailer(settings, engine=engine)
+    plan = mailer.plan_send(load_issue(PROJECT_ROOT / "examples" / "2026-05-work-in-progress.md"), None)
+    campaign = mailer.start_send(plan)
     started = time.perf_counter()
-    summary = asyncio.run(send_path.dispatch_campaign(engine, settings, campaign, plan.composed))
+    outcome = asyncio.run(mailer.run_send(campaign, plan.composed))
     elapsed = time.perf_counter() - started
-    size = len(send_path.builder_for(settings, plan.composed, 1, 1).build(send_path.PREVIEW_RECIPIENT).data)
-    return elapsed, summary.counts.get("sent", 0), size
+    size = len(mailer.builder_for(plan.composed, 1, 1).build(PREVIEW_RECIPIENT).data)
+    engine.dispose()
+    return elapsed, outcome.summary.counts.get("sent", 0), size
 
 
 def smtp_source_run(port: int, count: int, connections: int, size: int) -> float | None:

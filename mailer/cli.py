@@ -54,11 +54,21 @@ def error_message(exc: Exception) -> str:
     if isinstance(exc, (MailerError, StoreError)):
         return f"error: {exc}"
     if isinstance(exc, (DatabaseError, OperationalError)):  # unreachable, locked, read-only, not a database
-        return f"error: database: {getattr(exc, 'orig', None) or exc}"
+        return f"error: database: {getattr(exc, 'orig', None) or exc}{_which_database()}"
     if isinstance(exc, OSError):
         where = f" {exc.filename}" if exc.filename else ""
         return f"error:{where}: {exc.strerror or exc}"
     return f"error: unexpected {type(exc).__name__}: {exc} (set MAILER_DEBUG=1 to see where)"
+
+
+def _which_database() -> str:
+    """' (URL)' of the configured database, password masked, for a database error; '' if settings fail too."""
+    from mailer.settings import load_settings, mask_url
+
+    try:
+        return f" ({mask_url(load_settings().database_url)})"
+    except Exception:  # noqa: BLE001: the original error is the one to report
+        return ""
 
 
 _consoles: dict[bool, "Console"] = {}

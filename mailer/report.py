@@ -4,21 +4,21 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Group
-from rich.table import Table
-from rich.text import Text
 from sqlalchemy import distinct, func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 from sqlmodel import select as sm_select
 
 from mailer import ledger
-
 from mailer.errors import CampaignError
 from mailer.models import BounceEvent, Campaign, DeliveryStatus
 from subscribers.models import EventKind, MailingList, SubscriberEvent
+
+if TYPE_CHECKING:  # Rich is imported by the renderers only: JSON output and the web app need none of it
+    from rich.console import Group
+    from rich.table import Table
 
 STATUS_ORDER = [str(s) for s in DeliveryStatus]
 
@@ -149,7 +149,11 @@ ROWS = [
 ]
 
 
-def render_table(report: Report) -> Group:
+def render_table(report: Report) -> "Group":
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     title = Text(f"Campaign {report.campaign_id}: {report.newsletter} {report.issue} to list '{report.list_name}' ({report.state})")
     table = Table(title=title, title_justify="left", show_header=False, min_width=50)
     table.add_column("what")
@@ -163,7 +167,7 @@ def render_table(report: Report) -> Group:
     table.add_section()
     table.add_row("total deliveries", str(report.total))
     table.add_row("sending time", f"{report.duration_seconds:.1f} s" if report.duration_seconds is not None else "-")
-    table.add_row("rate", f"{report.rate_per_second:.1f} msg/s" if report.rate_per_second else "-")
+    table.add_row("rate (sent per second of sending)", f"{report.rate_per_second:.1f} sent/s" if report.rate_per_second else "-")
     parts: list[Table] = [table]
     if report.top_reasons:
         reasons = Table(title="Top bounce reasons", title_justify="left")
@@ -216,16 +220,24 @@ def campaign_history(engine: Engine, limit: int = 24) -> list[CampaignLine]:
         return [CampaignLine(*row) for row in conn.execute(query)]  # type: ignore[call-arg]  # columns in field order
 
 
-def render_history(lines: list[CampaignLine]) -> Table:
-    """Fits 80 columns: the issue id and list name are the only free text, and they are cut."""
-    table = Table(title="Campaigns, newest first", title_justify="left", pad_edge=False, box=None)
+def render_history(lines: list[CampaignLine]) -> "Table":
+    """Fits 80 columns: one space between columns; the list name (the only long free text) takes what is
+    left and is cut with an ellipsis, so ids, dates and counts are never cut."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(
+        title="Campaigns, newest first", title_justify="left", box=None, pad_edge=False, padding=(0, 1), collapse_padding=True,
+    )
     for column in ("id", "issue", "list", "started", "status", "sent", "bounced", "deferred", "failed", "unsub"):
         justify = "left" if column in ("issue", "list", "status", "started") else "right"
-        width = {"issue": 9, "list": 12}.get(column)
-        table.add_column(column, justify=justify, max_width=width, overflow="ellipsis", no_wrap=True)
+        if column == "list":  # the one column that may shrink: its cells never wrap, they are cut
+            table.add_column(column, justify="left", min_width=4, max_width=24, overflow="ellipsis")
+        else:
+            table.add_column(column, justify=justify, max_width=9 if column == "issue" else None, overflow="ellipsis", no_wrap=True)
     for c in lines:
         table.add_row(
-            str(c.campaign_id), Text(c.issue), Text(c.list_name),
+            str(c.campaign_id), Text(c.issue), Text(c.list_name, no_wrap=True, overflow="ellipsis"),
             f"{c.started_at:%Y-%m-%d}" if c.started_at else "-", c.status,
             f"{c.sent}/{c.total}", str(c.bounced), str(c.deferred), str(c.failed), str(c.unsubscribed),
         )

@@ -13,13 +13,13 @@ from starlette.routing import Route
 
 from mailer.web.charts import SERIES_COLOURS, horizontal_bars, stacked_timeline
 from mailer.web.errors import Forbidden
-from mailer.web.pages import render
+from mailer.i18n import page_strings
+from mailer.web.pages import language_of, render
 from mailer.web.public import limit, mailer_of
 from mailer.web.security import csrf_ok
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-SERIES = [("sent", "sent"), ("deferred", "deferred"), ("bounced", "bounced"), ("failed", "failed"),
-          ("uncertain", "uncertain"), ("skipped", "skipped")]
+SERIES = ("sent", "deferred", "bounced", "failed", "uncertain", "skipped")
 
 
 def operator_only(endpoint: Endpoint) -> Endpoint:
@@ -74,18 +74,21 @@ async def campaign(request: Request) -> Response:
     report = await run_in_threadpool(mailer.report, str(campaign_id))
     figures = await run_in_threadpool(mailer.campaign_figures, campaign_id)
     bounces = await run_in_threadpool(lambda: mailer.bounce_log(campaign_id=campaign_id, limit=50))
-    series = [(key, label, SERIES_COLOURS[key]) for key, label in SERIES]
+    a = page_strings(language_of(request))["admin"]
+    labels = a["outcome_labels"]
+    series = [(key, labels[key], SERIES_COLOURS[key]) for key in SERIES]
+    counts = ", ".join(f"{labels[k]} {report.counts.get(k, 0)}" for k in SERIES)
     timeline = stacked_timeline(
-        figures.timeline, series, id_prefix="timeline", title="Outcomes over time",
-        desc=f"Deliveries by outcome, per {figures.bucket}: " + ", ".join(f"{k} {report.counts.get(k, 0)}" for k, _ in SERIES),
+        figures.timeline, series, id_prefix="timeline", title=a["outcomes_over_time"], no_data=a["no_data"],
+        desc=a["timeline_desc"].format(bucket=a["buckets"][figures.bucket], counts=counts),
     )
     domains = horizontal_bars(
         [(domain, sum(counts.values())) for domain, counts in figures.domains], id_prefix="domains", colour=SERIES_COLOURS["sent"],
-        title="Deliveries by recipient domain", desc="; ".join(f"{d}: {sum(c.values())}" for d, c in figures.domains),
+        title=a["by_domain"], desc="; ".join(f"{d}: {sum(c.values())}" for d, c in figures.domains), no_data=a["no_data"],
     )
     reasons = horizontal_bars(
         [(f"{r.code or '-'} {r.reason}", r.count) for r in report.top_reasons], id_prefix="reasons", colour=SERIES_COLOURS["bounced"],
-        title="Top bounce reasons", desc="; ".join(f"{r.count} × {r.code or '-'} {r.reason}" for r in report.top_reasons),
+        title=a["top_reasons"], desc="; ".join(f"{r.count} × {r.code or '-'} {r.reason}" for r in report.top_reasons), no_data=a["no_data"],
     )
     return render(request, "admin/campaign.html.j2", report=report, figures=figures, timeline=timeline, domains=domains,
                   reasons=reasons, bounces=bounces, operator=request.session["operator"])
@@ -93,7 +96,8 @@ async def campaign(request: Request) -> Response:
 
 @operator_only
 async def bounces(request: Request) -> Response:
-    page = max(int(request.query_params.get("page", "1") or 1) if request.query_params.get("page", "1").isdigit() else 1, 1)
+    raw = request.query_params.get("page", "1")
+    page = max(int(raw), 1) if raw.isdigit() and len(raw) < 7 else 1
     lines = await run_in_threadpool(lambda: mailer_of(request).bounce_log(limit=100, offset=(page - 1) * 100))
     return render(request, "admin/bounces.html.j2", lines=lines, page=page, operator=request.session["operator"])
 

@@ -186,7 +186,7 @@ def horizontal_bars(
         y = 3 + i * pitch
         mid = y + bar_height / 2
         bar_w = value / peak * plot_w if peak else 0
-        out.append(f'<g class="row"><title>{escape(f"{label}: {value}")}</title>')
+        out.append(f'<g class="hbar-row"><title>{escape(f"{label}: {value}")}</title>')
         out.append(_text(label_w, mid, _ellipsis(label, label_w - 4), "end", ' class="label"'))
         out.append(f'<rect class="bar" x="{_n(plot_x)}" y="{_n(y)}" width="{_n(bar_w)}" height="{bar_height}" fill="{escape(colour)}"/>')
         out.append(_text(plot_x + bar_w + 4, mid, str(value), extra=' class="value"'))
