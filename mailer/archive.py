@@ -10,10 +10,8 @@ from datetime import datetime
 
 from sqlmodel import col, select
 
-from mailer.compose import compose
 from mailer.core import Core
 from mailer.errors import IssueError, NotFound, SettingsError
-from mailer.issue import parse_issue
 from mailer.models import Campaign
 from mailer.settings import NewsletterSettings
 
@@ -70,6 +68,9 @@ class Archive(Core):
         cache = self.__dict__.setdefault("_archive_cache", {})
         key = (newsletter_id, issue_id, campaign.issue_digest)
         if key not in cache:
+            from mailer.compose import compose
+            from mailer.issue import parse_issue
+
             try:
                 issue = parse_issue(campaign.issue_source, campaign.issue_path or f"{issue_id}.md")
             except IssueError:
@@ -79,6 +80,8 @@ class Archive(Core):
 
 
 def _preheader(source: str) -> str:
+    from mailer.issue import parse_issue
+
     try:
         return parse_issue(source).preheader if source else ""
     except IssueError:

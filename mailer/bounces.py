@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from mailer.models import DeliveryStatus
-from mailer.transport import DATA, DONE, MAIL, SmtpReply
+from mailer.replies import DATA, DONE, MAIL, SmtpReply
 
 _ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>]+>?")
 _QUEUE_ID = re.compile(r"\b(?=[A-Za-z0-9]*\d)[A-Za-z0-9]{8,}\b")

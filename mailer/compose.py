@@ -23,10 +23,7 @@ from mailer.issue import Issue, markdown_parser
 from mailer.markdown_text import markdown_to_text
 from mailer.settings import TEMPLATES_DIR, NewsletterSettings
 
-EMAIL_SLOT = "__MAILER_EMAIL__"
-UNSUBSCRIBE_SLOT = "__MAILER_UNSUBSCRIBE_URL__"
-PREFERENCES_SLOT = "__MAILER_PREFERENCES_URL__"
-SLOTS = (EMAIL_SLOT, UNSUBSCRIBE_SLOT, PREFERENCES_SLOT)  # the recipient's name goes only into the To header
+from mailer.slots import EMAIL_SLOT, PREFERENCES_SLOT, SLOTS, UNSUBSCRIBE_SLOT  # noqa: F401  (re-exported)
 
 # Gmail clips an HTML body past ~102 KB and hides the rest (our footer with the unsubscribe link).
 GMAIL_CLIP_BYTES = 102_000

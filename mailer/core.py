@@ -7,15 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from mailer.errors import IssueError, SettingsError
-from mailer.issue import Issue
 from mailer.settings import NewsletterSettings, Settings
-from mailer.transport import SmtpConnection
 from subscribers.tokens import TokenSigner
+
+if TYPE_CHECKING:
+    from mailer.issue import Issue
+    from mailer.transport import SmtpConnection
 
 
 class Core:
@@ -50,7 +53,9 @@ class Core:
                 session.rollback()
                 raise
 
-    def senders(self, count: int | None = None) -> list[SmtpConnection]:
+    def senders(self, count: int | None = None) -> list["SmtpConnection"]:
+        from mailer.transport import SmtpConnection
+
         s = self.settings
         return [
             SmtpConnection(s.smtp, timeout=s.smtp_timeout, max_messages=s.smtp_messages_per_connection)

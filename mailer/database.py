@@ -5,15 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 from sqlmodel import create_engine
 
 import mailer.models  # noqa: F401  (registers the ledger tables)
@@ -21,7 +17,11 @@ from mailer.errors import DatabaseUnavailable
 from mailer.settings import mask_url
 import subscribers.models  # noqa: F401  (registers the store tables)
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+SCHEMA_HEAD = "0002"  # the newest migration (tests/test_database.py checks it): a current schema needs no Alembic
 
 
 def open_database(url: str) -> Engine:
@@ -49,7 +49,9 @@ def open_database(url: str) -> Engine:
     return engine
 
 
-def alembic_config(connection: Connection | None = None) -> Config:
+def alembic_config(connection: Connection | None = None) -> "Config":
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -58,13 +60,24 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 def migrate(engine: Engine) -> None:
     """Upgrade the schema when it is behind. The common case (already current) is one read and takes no lock,
-    so reports never wait for a running send."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    with engine.connect() as connection:
-        if MigrationContext.configure(connection).get_current_revision() == head:
-            return
+    so reports never wait for a running send; Alembic itself is imported only when there is work for it."""
+    if current_revision(engine) == SCHEMA_HEAD:
+        return
+    from alembic import command
+
     with schema_transaction(engine) as connection:
         command.upgrade(alembic_config(connection), "head")
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema's Alembic revision, or None for a new database."""
+    with engine.connect() as connection:
+        try:
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except DatabaseError as exc:
+            if "alembic_version" in str(exc.orig):  # no such table (SQLite) / relation does not exist (PostgreSQL)
+                return None
+            raise
 
 
 @contextmanager

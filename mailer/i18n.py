@@ -5,8 +5,7 @@ import tomllib
 from functools import lru_cache
 from typing import Any
 
-from mailer.issue import LANGUAGES
-from mailer.settings import TEMPLATES_DIR
+from mailer.settings import LANGUAGES, TEMPLATES_DIR
 
 DEFAULT_LANGUAGE = LANGUAGES[0]
 

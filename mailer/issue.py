@@ -19,10 +19,10 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from mailer.errors import IssueError, Problem
+from mailer.settings import LANGUAGES
 
 REQUIRED_KEYS = ("newsletter", "issue", "language", "subject")
 OPTIONAL_KEYS = ("preheader", "edition", "contact", "date_line")
-LANGUAGES = ("it", "en")
 ISSUE_ID = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")  # YYYY-MM: the masthead's month and the campaign's key
 ISSUE_ID_FORM = 'YYYY-MM, a year and a month 01-12 (e.g. "2026-05")'
 # Values that end up in headers or beside them; 'issue' and 'language' have stricter forms of their own.

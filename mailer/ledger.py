@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, insert, literal, select as core_select, update
@@ -17,10 +18,12 @@ from sqlmodel import Session, select
 
 from mailer.bounces import reason_group
 from mailer.errors import CampaignError
-from mailer.issue import Issue
 from mailer.models import BounceEvent, Campaign, CampaignStatus, Delivery, DeliveryStatus
 from subscribers.models import MailingList, Subscriber, SubscriberStatus, Subscription, SubscriptionStatus, utcnow
 from subscribers.store import suppress
+
+if TYPE_CHECKING:
+    from mailer.issue import Issue
 
 
 def find_campaign(session: Session, issue: Issue, mailing_list: MailingList) -> Campaign | None:

@@ -14,11 +14,15 @@ from dataclasses import dataclass
 from email.header import Header
 from email.policy import SMTP
 from email.utils import formataddr, formatdate
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from mailer.compose import EMAIL_SLOT, PREFERENCES_SLOT, SLOTS, UNSUBSCRIBE_SLOT, Composed
+from mailer.slots import EMAIL_SLOT, PREFERENCES_SLOT, SLOTS, UNSUBSCRIBE_SLOT
 from mailer.errors import ComposeError
 from subscribers.tokens import TokenSigner
+
+if TYPE_CHECKING:
+    from mailer.compose import Composed
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"

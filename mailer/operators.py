@@ -9,21 +9,28 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from io import StringIO
+from typing import TYPE_CHECKING
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, or_
 from sqlmodel import col, select
 
 from mailer.core import Core
 from mailer.errors import MailerError, NotFound
 from mailer.models import AdminUser, BounceEvent, Campaign, Delivery
-from subscribers.csvio import neutralise_formula
 from subscribers.models import MailingList, Subscriber, SubscriberEvent, Subscription
 from subscribers.models import utcnow
 
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
+
 MIN_PASSWORD_LENGTH = 12
-_hasher = PasswordHasher()
+
+
+@cache
+def _hasher() -> "PasswordHasher":
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,7 @@ class Operators(Core):
             user = session.exec(select(AdminUser).where(AdminUser.username == username)).first()
             created = user is None
             user = user or AdminUser(username=username, password_hash="")
-            user.password_hash = _hasher.hash(password)
+            user.password_hash = _hasher().hash(password)
             session.add(user)
         return created
 
@@ -76,14 +83,16 @@ class Operators(Core):
         with self.session() as session:
             user = session.exec(select(AdminUser).where(AdminUser.username == username.strip())).first()
             stored = user.password_hash if user else _dummy_hash()
+            from argon2.exceptions import InvalidHashError, VerificationError
+
             try:
-                _hasher.verify(stored, password)
+                _hasher().verify(stored, password)
             except (VerificationError, InvalidHashError):
                 return False
             if user is None:
                 return False
-            if _hasher.check_needs_rehash(user.password_hash):
-                user.password_hash = _hasher.hash(password)
+            if _hasher().check_needs_rehash(user.password_hash):
+                user.password_hash = _hasher().hash(password)
             user.last_login_at = utcnow()
             session.add(user)
             return True
@@ -198,6 +207,8 @@ class Operators(Core):
 
 
 def _csv_rows(header: list[str], rows: list[list[object]]) -> Iterator[str]:
+    from subscribers.csvio import neutralise_formula
+
     buffer = StringIO()
     writer = csv.writer(buffer)
     for row in [header, *rows]:
@@ -217,4 +228,4 @@ def _cell(value: object) -> str:
 
 @cache
 def _dummy_hash() -> str:
-    return _hasher.hash("a password nobody has")
+    return _hasher().hash("a password nobody has")

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import TextIO
 
 from mailer.core import Core
+from mailer.settings import LANGUAGES
 from mailer.errors import MailerError
-from mailer.issue import LANGUAGES
 from subscribers import store
 from subscribers.csvio import read_subscribers_csv, write_subscribers_csv
 from subscribers.errors import StoreError

@@ -16,10 +16,9 @@ from sqlmodel import Session, col, select
 from mailer.core import Core
 from mailer.errors import MailerError
 from mailer.i18n import page_strings
-from mailer.issue import LANGUAGES
 from mailer.models import Notice
 from mailer.notices import CONFIRM, UNSUBSCRIBE_LINK, NoticeMessage, build_notice
-from mailer.settings import NewsletterSettings
+from mailer.settings import LANGUAGES, NewsletterSettings
 from subscribers import choices, store
 from subscribers.errors import InvalidAddress, InvalidToken
 from subscribers.models import MailingList, Subscriber, utcnow

@@ -12,19 +12,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from email import message_from_bytes, policy
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailer import ledger
 from mailer.bounces import classify
-from mailer.compose import Composed, compose
 from mailer.core import Core
-from mailer.dispatch import Dispatcher, DispatchOptions, RunSummary
 from mailer.errors import MailerError
 from mailer.issue import Issue, load_issue
 from mailer.message import MessageBuilder, Recipient
 from mailer.models import Campaign, DeliveryStatus
-from mailer.transport import SmtpReply
 from subscribers.models import MailingList
 from subscribers.store import count_active, get_list
+
+if TYPE_CHECKING:  # the composer, dispatcher and transport are imported when a use case needs them
+    from mailer.compose import Composed
+    from mailer.dispatch import RunSummary
+    from mailer.replies import SmtpReply
 
 PREVIEW_RECIPIENT = Recipient("anteprima@example.org", "Anteprima Redazione")
 
@@ -32,7 +35,7 @@ PREVIEW_RECIPIENT = Recipient("anteprima@example.org", "Anteprima Redazione")
 @dataclass(frozen=True)
 class SendPlan:
     issue: Issue
-    composed: Composed
+    composed: "Composed"
     mailing_list: MailingList
     campaign_id: int | None  # the existing campaign of this issue and list, if any
     active: int  # active subscribers of the list
@@ -59,7 +62,7 @@ class SendPlan:
 @dataclass(frozen=True)
 class IssueCheck:
     issue: Issue
-    composed: Composed
+    composed: "Composed"
 
     @property
     def html_bytes(self) -> int:
@@ -70,7 +73,7 @@ class IssueCheck:
 class SendOutcome:
     """What a run of a campaign did, and what is left for the next one."""
 
-    summary: RunSummary
+    summary: "RunSummary"
     left_queued: int  # deliveries due now that this run did not send (stopped, relay refused)
     next_retry: datetime | None  # when the first deferred delivery is due again
 
@@ -78,6 +81,8 @@ class SendOutcome:
 class Sending(Core):
     def check_issue(self, path: str | Path) -> IssueCheck:
         """Load, validate and compose an issue file (raises IssueError with every problem found)."""
+        from mailer.compose import compose
+
         issue = load_issue(path)
         return IssueCheck(issue, compose(issue, self.newsletter_for(issue), self.settings.base_url))
 
@@ -102,6 +107,8 @@ class Sending(Core):
 
     def plan_send(self, issue: Issue, list_name: str | None) -> SendPlan:
         """What a send of this issue to this list would do now; changes nothing but settling a killed run's leases."""
+        from mailer.compose import compose
+
         newsletter = self.newsletter_for(issue)
         composed = compose(issue, newsletter, self.settings.base_url)
         engine = self.engine
@@ -151,6 +158,8 @@ class Sending(Core):
     ) -> SendOutcome:
         """Send what is due in this campaign. With handle_signals, Ctrl-C or SIGTERM lets the messages in
         flight finish and be recorded and gives the rest back to the queue."""
+        from mailer.dispatch import Dispatcher, DispatchOptions
+
         assert campaign.id is not None
         s = self.settings
         dispatcher = Dispatcher(
@@ -179,6 +188,8 @@ class Sending(Core):
     async def test_send(self, issue: Issue, address: str) -> SmtpReply:
         """One message to one address, subject marked as a test; no campaign, nothing recorded.
         Raises MailerError when the relay does not accept it."""
+        from mailer.compose import compose
+
         composed = compose(issue, self.newsletter_for(issue), self.settings.base_url, test=True)
         outgoing = self.builder_for(composed).build(Recipient(address, ""))
         connection = self.senders(1)[0]

@@ -19,6 +19,7 @@ DEFAULT_CONFIG = PROJECT_ROOT / "config" / "mailer.toml"
 TEMPLATES_DIR = PROJECT_ROOT / "templates"
 
 # Signs links on a developer's machine only; refused whenever MAILER_ENV is not "development".
+LANGUAGES = ("it", "en")  # the languages the newsletter, its pages and its notices are written in
 DEVELOPMENT_SECRET_KEY = "development-key-not-secret"
 MIN_SECRET_KEY_BYTES = 32
 

@@ -8,26 +8,15 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from dataclasses import dataclass
 
 import aiosmtplib
 
 from mailer.errors import TransportError
+from mailer.replies import DATA, DONE, MAIL, RCPT, SmtpReply  # noqa: F401  (re-exported)
 from mailer.settings import SmtpTarget
 
 
-# The step of an SMTP transaction a reply answers: our sender, the recipient, the message, or success.
-MAIL, RCPT, DATA, DONE = "mail", "rcpt", "data", "done"
 DATA_TIMEOUT = 600.0  # RFC 5321 4.5.3.2.6: wait up to 10 minutes for the reply to the end of the message
-
-
-@dataclass(frozen=True)
-class SmtpReply:
-    """The server's answer to one message. code None: the line was lost at that stage without an answer."""
-
-    code: int | None
-    text: str
-    stage: str = DONE
 
 
 class RateLimiter:

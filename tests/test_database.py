@@ -82,3 +82,12 @@ def test_writers_and_readers_do_not_lock_each_other_out(tmp_path: Path) -> None:
             failures += 1
     engine.dispose()
     assert n > 100 and failures == 0
+
+
+def test_the_schema_head_constant_is_the_newest_migration() -> None:
+    """open_database() skips Alembic when the schema is at SCHEMA_HEAD; a new migration must move it."""
+    from alembic.script import ScriptDirectory
+
+    from mailer.database import SCHEMA_HEAD, alembic_config
+
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == SCHEMA_HEAD

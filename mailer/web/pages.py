@@ -9,8 +9,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from mailer.i18n import negotiate, page_strings
-from mailer.issue import LANGUAGES
-from mailer.settings import TEMPLATES_DIR
+from mailer.settings import LANGUAGES, TEMPLATES_DIR
 from mailer.web.security import csrf_token
 
 

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from mailer.app import Mailer
 from mailer.errors import MailerError
-from mailer.issue import LANGUAGES
+from mailer.settings import LANGUAGES
 from mailer.web.errors import TooManyRequests
 from mailer.web.pages import language_of, render
 from mailer.web.security import MAIL_CSP, RateLimiter, client_key
