@@ -8,20 +8,16 @@ figures within one run.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from mailer.capture import CaptureServer
+from mailer.capture import capture_in_thread
 from mailer.settings import PROJECT_ROOT
 
 ISSUE = "examples/2026-05-work-in-progress.md"
@@ -41,29 +37,6 @@ def mailer_command() -> list[str]:
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(mailer_command() + args, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
-
-
-@contextmanager
-def capture_relay() -> Iterator[CaptureServer]:
-    """A capture SMTP server in its own thread, for the one send that gives `report` a campaign to show."""
-    started = threading.Event()
-    state: dict[str, object] = {}
-
-    async def serve() -> None:
-        async with CaptureServer() as server:
-            state["server"], state["loop"], state["stop"] = server, asyncio.get_running_loop(), asyncio.Event()
-            started.set()
-            await state["stop"].wait()  # type: ignore[attr-defined]
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    if not started.wait(10):
-        raise SystemExit("capture relay did not start")
-    try:
-        yield state["server"]  # type: ignore[misc]
-    finally:
-        state["loop"].call_soon_threadsafe(state["stop"].set)  # type: ignore[attr-defined]
-        thread.join(10)
 
 
 def prepare(env: dict[str, str]) -> None:
@@ -106,7 +79,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7, help="runs of each command (the median is reported)")
     parser.add_argument("--top", type=int, default=8, help="how many imports to list")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, capture_relay() as relay:
+    with tempfile.TemporaryDirectory() as tmp, capture_in_thread() as relay:
         env = {
             **os.environ,
             "MAILER_DATABASE_URL": f"sqlite:///{Path(tmp) / 'startup.sqlite'}",

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import mailbox
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,3 +134,27 @@ class CaptureServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+
+@contextmanager
+def capture_in_thread(**options: Any) -> Iterator[CaptureServer]:
+    """A CaptureServer running in its own thread's event loop, for callers that block (a subprocess of the
+    CLI, a browser driven synchronously, a benchmark): `with capture_in_thread(rule=...) as server: ...`."""
+    started = threading.Event()
+    state: dict[str, Any] = {}
+
+    async def serve() -> None:
+        async with CaptureServer(**options) as server:
+            state["server"], state["loop"], state["stop"] = server, asyncio.get_running_loop(), asyncio.Event()
+            started.set()
+            await state["stop"].wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True, name="capture-smtp")
+    thread.start()
+    if not started.wait(10):
+        raise RuntimeError("the capture SMTP server did not start")
+    try:
+        yield state["server"]
+    finally:
+        state["loop"].call_soon_threadsafe(state["stop"].set)
+        thread.join(10)

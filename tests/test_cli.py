@@ -1,18 +1,16 @@
 """The `mailer` command as a user runs it: a real process, a real SQLite file, a real SMTP server."""
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from mailer.capture import CaptureServer
+from mailer.capture import CaptureServer, capture_in_thread
 from mailer.settings import PROJECT_ROOT
 from tests.conftest import ISSUE_2026
 
@@ -33,21 +31,8 @@ def env(tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def relay() -> Iterator[CaptureServer]:
     """A capture server in its own thread's event loop, for commands run as subprocesses."""
-    started = threading.Event()
-    state: dict[str, object] = {}
-
-    async def serve() -> None:
-        async with CaptureServer(rule=lambda r: "550 5.1.1 User unknown" if r.startswith("ghost") else None) as server:
-            state["server"], state["loop"], state["stop"] = server, asyncio.get_running_loop(), asyncio.Event()
-            started.set()
-            await state["stop"].wait()  # type: ignore[attr-defined]
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    assert started.wait(10)
-    yield state["server"]  # type: ignore[misc]
-    state["loop"].call_soon_threadsafe(state["stop"].set)  # type: ignore[attr-defined]
-    thread.join(10)
+    with capture_in_thread(rule=lambda r: "550 5.1.1 User unknown" if r.startswith("ghost") else None) as server:
+        yield server
 
 
 def test_issue_check_lists_warnings_with_lines(env: dict[str, str]) -> None:

@@ -13,17 +13,16 @@ import re
 import signal
 import sqlite3
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from mailer.app import Mailer
-from mailer.capture import CaptureServer, Rule
+from mailer.capture import CaptureServer, Rule, capture_in_thread
 from mailer.issue import load_issue
 from mailer.settings import PROJECT_ROOT, load_settings
 from tests.conftest import ISSUE_2026
@@ -50,26 +49,9 @@ def mailer_for(database_url: str, **env: str) -> Iterator[Mailer]:
         mailer.close()
 
 
-@contextmanager
-def capture_relay(rule: Rule) -> Iterator[CaptureServer]:
-    """A capture server answering RCPT by `rule`, in its own thread's event loop (as tests.test_cli's relay)."""
-    started = threading.Event()
-    state: dict[str, object] = {}
-
-    async def serve() -> None:
-        async with CaptureServer(rule=rule) as server:
-            state["server"], state["loop"], state["stop"] = server, asyncio.get_running_loop(), asyncio.Event()
-            started.set()
-            await state["stop"].wait()  # type: ignore[attr-defined]
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    assert started.wait(10)
-    try:
-        yield state["server"]  # type: ignore[misc]
-    finally:
-        state["loop"].call_soon_threadsafe(state["stop"].set)  # type: ignore[attr-defined]
-        thread.join(10)
+def capture_relay(rule: Rule) -> AbstractContextManager[CaptureServer]:
+    """A capture server answering RCPT by `rule`, in its own thread's event loop."""
+    return capture_in_thread(rule=rule)
 
 
 @pytest.fixture(scope="module")

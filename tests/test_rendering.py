@@ -1,8 +1,6 @@
 """The HTML part in a real browser (Debian's Chromium via Playwright): phone and desktop layouts."""
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,18 +8,12 @@ import pytest
 
 from mailer.app import Mailer
 from mailer.settings import Settings
+from tests.browser import CHROMIUM, FLAGS, require_chromium
 from tests.conftest import ISSUE_2021, ISSUE_2026
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    if os.environ.get("MAILER_REQUIRE_BROWSER"):
-        raise RuntimeError("MAILER_REQUIRE_BROWSER is set but Chromium is not installed")
-    pytest.skip("Chromium is not installed (CI installs it and sets MAILER_REQUIRE_BROWSER=1)", allow_module_level=True)
+require_chromium()
 
 from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
-
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from contextlib import AbstractContextManager
 import os
 import re
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,17 +27,14 @@ import pytest
 from sqlalchemy import text
 
 from mailer.app import Mailer
-from mailer.capture import CaptureServer, Received
+from mailer.capture import CaptureServer, Received, capture_in_thread
 from mailer.i18n import page_strings
 from mailer.issue import load_issue
 from mailer.settings import load_settings
+from tests.browser import CHROMIUM, FLAGS, require_chromium
 from tests.conftest import ISSUE_2026
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    if os.environ.get("MAILER_REQUIRE_BROWSER"):
-        raise RuntimeError("MAILER_REQUIRE_BROWSER is set but Chromium is not installed")
-    pytest.skip("Chromium is not installed (CI installs it and sets MAILER_REQUIRE_BROWSER=1)", allow_module_level=True)
+require_chromium()
 
 import uvicorn  # noqa: E402
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright  # noqa: E402
@@ -46,8 +43,6 @@ from mailer.web import create_app  # noqa: E402
 from mailer.web.security import Limits  # noqa: E402
 from tests.a11y import assert_accessible, explain  # noqa: E402
 
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
 LIST = "work-in-progress"
 IT = page_strings("it")
 PASSWORD = "correct horse battery staple"
@@ -69,26 +64,9 @@ def shot(page: Page, request: pytest.FixtureRequest, step: str = "") -> Path:
 
 # ---- the relay, the server, the browser ------------------------------------------------------------------
 
-@contextlib.contextmanager
-def relay_thread(rule: Callable[[str], str | None] | None = None) -> Iterator[CaptureServer]:
-    """A CaptureServer in its own thread's event loop (as tests/test_cli.py's `relay` fixture)."""
-    started = threading.Event()
-    state: dict[str, Any] = {}
-
-    async def serve() -> None:
-        async with CaptureServer(rule=rule) as server:
-            state["server"], state["loop"], state["stop"] = server, asyncio.get_running_loop(), asyncio.Event()
-            started.set()
-            await state["stop"].wait()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    assert started.wait(10), "the capture relay did not start"
-    try:
-        yield state["server"]
-    finally:
-        state["loop"].call_soon_threadsafe(state["stop"].set)
-        thread.join(10)
+def relay_thread(rule: Callable[[str], str | None] | None = None) -> AbstractContextManager[CaptureServer]:
+    """A CaptureServer in its own thread's event loop."""
+    return capture_in_thread(rule=rule)
 
 
 class Deferred:

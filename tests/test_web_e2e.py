@@ -6,23 +6,20 @@ a real SMTP relay (CaptureServer in a thread), and a mail client's RFC 8058 one-
 """
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from email import message_from_bytes, policy
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from mailer.capture import CaptureServer, Received
+from mailer.capture import CaptureServer, Received, capture_in_thread
 from mailer.settings import PROJECT_ROOT
 from tests.conftest import ISSUE_2021, ISSUE_2026
 
@@ -44,22 +41,9 @@ def free_port() -> int:
 
 @pytest.fixture
 def relay() -> Iterator[CaptureServer]:
-    """A capture server in its own thread's event loop (as in tests/test_cli.py)."""
-    started = threading.Event()
-    state: dict[str, Any] = {}
-
-    async def serve() -> None:
-        async with CaptureServer() as server:
-            state["server"], state["loop"], state["stop"] = server, asyncio.get_running_loop(), asyncio.Event()
-            started.set()
-            await state["stop"].wait()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    assert started.wait(10)
-    yield state["server"]
-    state["loop"].call_soon_threadsafe(state["stop"].set)
-    thread.join(10)
+    """A capture server in its own thread's event loop."""
+    with capture_in_thread() as server:
+        yield server
 
 
 @pytest.fixture
