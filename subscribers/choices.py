@@ -5,8 +5,9 @@ The caller commits (one transaction per choice); every function is safe to repea
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from subscribers.errors import InvalidToken
 from subscribers.models import (
@@ -55,6 +56,10 @@ def confirm_signup(session: Session, signup: Signup, *, consent_text: str, metho
     assert subscriber.id is not None
     if active_list_ids(session, subscriber) >= set(signup.list_ids):
         return subscriber, False  # a second click on the same link: nothing to do, nothing recorded
+    if signup.requested_at is not None and _left_since(session, subscriber.id, signup.requested_at):
+        # They confirmed, then left: an old link (in a forwarded mail, a mailbox someone else reads) must
+        # not bring them back. Coming back takes a new request and its own confirmation.
+        raise InvalidToken("this confirmation link was already used")
     subscriber.status = SubscriberStatus.ACTIVE
     subscriber.name = signup.name or subscriber.name
     subscriber.language = signup.language
@@ -67,6 +72,18 @@ def confirm_signup(session: Session, signup: Signup, *, consent_text: str, metho
                                     detail=f"consent {signup.consent_version}"))
     session.flush()
     return subscriber, True
+
+
+def _left_since(session: Session, subscriber_id: int, since: datetime) -> bool:
+    """Did they leave after `since`? Token times are whole seconds, so the second it was signed in does not count."""
+    since += timedelta(seconds=1)
+    left = session.exec(
+        select(SubscriberEvent.id).where(
+            SubscriberEvent.subscriber_id == subscriber_id, SubscriberEvent.kind == EventKind.UNSUBSCRIBED,
+            col(SubscriberEvent.created_at) >= since,
+        )
+    ).first()
+    return left is not None
 
 
 def set_preferences(

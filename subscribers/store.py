@@ -17,7 +17,6 @@ from subscribers.models import (
     SubscriberStatus,
     Subscription,
     SubscriptionStatus,
-    EventKind,
     SubscriberEvent,
     utcnow,
 )

@@ -44,6 +44,7 @@ class Signup:
     language: str
     list_ids: tuple[int, ...]
     consent_version: str
+    requested_at: datetime | None = None  # when the link was signed (set when a token is read)
 
 
 class TokenSigner:
@@ -84,10 +85,10 @@ class TokenSigner:
         return str(self._signup.dumps([signup.email, signup.name, signup.language, list(signup.list_ids), signup.consent_version]))
 
     def read_signup_token(self, token: str) -> Signup:
-        value = _load(self._signup, token, "confirmation", max_age=self._confirm_max_age)
+        value, signed_at = _load(self._signup, token, "confirmation", max_age=self._confirm_max_age, timestamp=True)
         try:
             email, name, language, list_ids, version = value
-            return Signup(str(email), str(name), str(language), tuple(int(i) for i in list_ids), str(version))
+            return Signup(str(email), str(name), str(language), tuple(int(i) for i in list_ids), str(version), signed_at)
         except (TypeError, ValueError):
             raise InvalidToken("confirmation link is not valid") from None
 
@@ -121,10 +122,13 @@ class TokenSigner:
             raise InvalidToken("bounce address tag is not valid") from None
 
 
-def _load(serializer: URLSafeSerializer | URLSafeTimedSerializer, token: str, purpose: str, max_age: int | None = None) -> Any:
+def _load(
+    serializer: URLSafeSerializer | URLSafeTimedSerializer, token: str, purpose: str, max_age: int | None = None,
+    *, timestamp: bool = False,
+) -> Any:
     try:
         if isinstance(serializer, URLSafeTimedSerializer):
-            return serializer.loads(token, max_age=max_age)
+            return serializer.loads(token, max_age=max_age, return_timestamp=timestamp)
         return serializer.loads(token)
     except BadData as exc:
         expired = isinstance(exc, SignatureExpired)

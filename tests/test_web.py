@@ -461,3 +461,16 @@ def test_short_operator_passwords_are_refused(tmp_path: Path, settings: Settings
     assert mailer.authenticate("redazione", "another long password") and not mailer.authenticate("redazione", "long enough password")
     assert not mailer.authenticate("nobody", "another long password")
     mailer.close()
+
+
+def test_an_old_confirmation_link_does_not_bring_back_someone_who_left(settings: Settings) -> None:
+    async def scenario(client: httpx.AsyncClient, mailer: Mailer, relay: CaptureServer) -> None:
+        await fill_signup(client)
+        link = re.search(r"http://localhost:8000(/confirm/\S+)", body_of(relay.messages[0].data)).group(1)  # type: ignore[union-attr]
+        await client.post(link)
+        assert subscribed(mailer, "ines@example.org")
+        await asyncio.sleep(1.1)  # link times are whole seconds
+        mailer.remove_subscriber("ines@example.org")
+        replay = await client.post(link)
+        assert replay.status_code == 400 and not subscribed(mailer, "ines@example.org")
+    run(settings, scenario)
