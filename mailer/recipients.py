@@ -186,11 +186,13 @@ class Recipients(Core):
         if language not in LANGUAGES:
             raise InvalidToken("language not offered")  # only a forged form sends one
         with self.session() as session:
-            subscriber = choices.subscriber_for(session, self.signer.read_manage_token(token))
+            claim = self.signer.read_manage_token(token)
+            subscriber = choices.subscriber_for(session, claim)
             offered = self._preferences(session, subscriber).lists
             lists = [session.get(MailingList, o.id) for o in offered]
             changed = choices.set_preferences(
-                session, subscriber, language=language, list_ids=list_ids, offered=[m for m in lists if m is not None]
+                session, subscriber, language=language, list_ids=list_ids, offered=[m for m in lists if m is not None],
+                campaign_id=claim.campaign_id or None,
             )
             return self._preferences(session, subscriber), changed
 
@@ -200,7 +202,7 @@ class Recipients(Core):
             claim = self.signer.read_manage_token(token)
             subscriber = choices.subscriber_for(session, claim)
             target = self._target(session, subscriber, Claim(claim.subscriber_id, 0, claim.version))
-            store.unsubscribe(session, subscriber, None, method="page")
+            store.unsubscribe(session, subscriber, None, method="page", campaign_id=claim.campaign_id or None)
             return target
 
     def _preferences(self, session: Session, subscriber: Subscriber) -> PreferencesView:

@@ -69,8 +69,9 @@ class TokenSigner:
     def read_unsubscribe_token(self, token: str) -> Claim:
         return _claim(self._unsubscribe, token, "unsubscribe")
 
-    def manage_token(self, subscriber_id: int, version: int) -> str:
-        return str(self._manage.dumps([subscriber_id, 0, version]))
+    def manage_token(self, subscriber_id: int, version: int, campaign_id: int = 0) -> str:
+        """The preferences link's token: never expires; names the campaign whose message carried it."""
+        return str(self._manage.dumps([subscriber_id, 0, version] + ([campaign_id] if campaign_id else [])))
 
     def read_manage_token(self, token: str) -> Claim:
         return _claim(self._manage, token, "manage")

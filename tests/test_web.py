@@ -298,7 +298,7 @@ def test_preferences_change_language_and_lists_and_leave_all(settings: Settings)
         mailer.add_subscriber("lia@example.org", "work-in-progress")
         mailer.add_subscriber("lia@example.org", "eventi")
         (sid,), = rows(mailer, "SELECT id FROM subscriber")
-        path = f"/preferences/{mailer.signer.manage_token(sid, 0)}"
+        path = f"/preferences/{mailer.signer.manage_token(sid, 0, campaign_id=7)}"
         page = await client.get(path)
         assert page.status_code == 200 and page.text.count('type="checkbox"') == 2 and page.text.count("checked") >= 3
         (wip,), = rows(mailer, "SELECT id FROM mailing_list WHERE name = 'work-in-progress'")
@@ -311,9 +311,9 @@ def test_preferences_change_language_and_lists_and_leave_all(settings: Settings)
         assert "Nothing changed" in unchanged.text
         left = await client.post(path, data={"action": "leave"})
         assert left.status_code == 200 and not subscribed(mailer, "lia@example.org")
-        assert rows(mailer, "SELECT kind, method FROM subscriber_event ORDER BY id") == [
-            ("subscribed", "admin"), ("subscribed", "admin"), ("unsubscribed", "preferences"), ("preferences", "page"),
-            ("unsubscribed", "page")]
+        assert rows(mailer, "SELECT kind, method, campaign_id FROM subscriber_event ORDER BY id") == [
+            ("subscribed", "admin", None), ("subscribed", "admin", None), ("unsubscribed", "preferences", 7),
+            ("preferences", "page", 7), ("unsubscribed", "page", 7)]
     run(settings, scenario)
 
 
