@@ -113,5 +113,6 @@ class AdminUser(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(unique=True, index=True)
     password_hash: str
+    session_epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # bumped by logout and password change: ends every session
     created_at: datetime = Field(default_factory=utcnow)
     last_login_at: datetime | None = None

@@ -75,11 +75,13 @@ class Operators(Core):
             created = user is None
             user = user or AdminUser(username=username, password_hash="")
             user.password_hash = _hasher().hash(password)
+            user.session_epoch += 1  # a new password ends the sessions opened with the old one
             session.add(user)
         return created
 
-    def authenticate(self, username: str, password: str) -> bool:
-        """Check a login; an unknown user costs the same hash as a known one (no timing difference)."""
+    def authenticate(self, username: str, password: str) -> int | None:
+        """Check a login: the operator's session epoch (to keep in the session), or None. An unknown user
+        costs the same hash as a known one (no timing difference)."""
         with self.session() as session:
             user = session.exec(select(AdminUser).where(AdminUser.username == username.strip())).first()
             stored = user.password_hash if user else _dummy_hash()
@@ -88,14 +90,28 @@ class Operators(Core):
             try:
                 _hasher().verify(stored, password)
             except (VerificationError, InvalidHashError):
-                return False
+                return None
             if user is None:
-                return False
+                return None
             if _hasher().check_needs_rehash(user.password_hash):
                 user.password_hash = _hasher().hash(password)
             user.last_login_at = utcnow()
             session.add(user)
-            return True
+            return user.session_epoch
+
+    def session_valid(self, username: str, epoch: object) -> bool:
+        """Is a session opened at this epoch still valid (no logout, no new password since)?"""
+        with self.session() as session:
+            user = session.exec(select(AdminUser).where(AdminUser.username == username)).first()
+            return user is not None and user.session_epoch == epoch
+
+    def end_sessions(self, username: str) -> None:
+        """Logout: every session of this operator ends, including copies of the cookie."""
+        with self.session() as session:
+            user = session.exec(select(AdminUser).where(AdminUser.username == username)).first()
+            if user is not None:
+                user.session_epoch += 1
+                session.add(user)
 
     # ---- campaigns -----------------------------------------------------------------------------------
 

@@ -50,6 +50,7 @@ class SignupView:
     email: str
     language: str
     lists: tuple[str, ...]  # titles
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ class Recipients(Core):
 
     def signup_target(self, token: str) -> SignupView:
         signup = self.signer.read_signup_token(token)
-        return SignupView(signup.email, signup.language, self._titles(signup.list_ids))
+        return SignupView(signup.email, signup.language, self._titles(signup.list_ids), signup.name)
 
     def confirm_signup(self, token: str) -> SignupView:
         """Apply the request the link carries; the consent text recorded is the one its digest names."""
@@ -168,7 +169,7 @@ class Recipients(Core):
             text = f"(consent text version {signup.consent_version}, since replaced)"
         with self.session() as session:
             choices.confirm_signup(session, signup, consent_text=text)
-        return SignupView(signup.email, signup.language, self._titles(signup.list_ids))
+        return SignupView(signup.email, signup.language, self._titles(signup.list_ids), signup.name)
 
     def _titles(self, list_ids: tuple[int, ...]) -> tuple[str, ...]:
         with self.session() as session:
@@ -232,6 +233,23 @@ class Recipients(Core):
 
     def _record_notice(self, session: Session, notice: NoticeMessage, subscriber_id: int | None) -> None:
         session.add(Notice(kind=notice.kind, email=notice.recipient, subscriber_id=subscriber_id, message_id=notice.message_id))
+
+    async def mail_unsubscribe_link(self, email: str) -> None:
+        """The unsubscribe form's work, done after the response: look the address up, record and send the
+        link. Whether the address is known then changes neither the answer nor how long it took."""
+        import asyncio
+
+        notice = await asyncio.to_thread(self.request_unsubscribe_link, email)
+        if notice is not None:
+            await self.deliver_notice(notice)
+
+    async def mail_signup_confirmation(self, *, email: str, name: str, language: str, list_ids: list[int]) -> None:
+        """The signup form's work after the response (see mail_unsubscribe_link)."""
+        import asyncio
+
+        notice = await asyncio.to_thread(self.request_signup, email=email, name=name, language=language, list_ids=list_ids)
+        if notice is not None:
+            await self.deliver_notice(notice)
 
     async def deliver_notice(self, notice: NoticeMessage) -> None:
         """Send a recorded notice through the configured relay and record the relay's answer."""

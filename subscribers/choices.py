@@ -56,12 +56,12 @@ def confirm_signup(session: Session, signup: Signup, *, consent_text: str, metho
     assert subscriber.id is not None
     if active_list_ids(session, subscriber) >= set(signup.list_ids):
         return subscriber, False  # a second click on the same link: nothing to do, nothing recorded
-    if signup.requested_at is not None and _left_since(session, subscriber.id, signup.requested_at):
+    if signup.requested_at is not None and _left_since(session, subscriber, signup.requested_at):
         # They confirmed, then left: an old link (in a forwarded mail, a mailbox someone else reads) must
         # not bring them back. Coming back takes a new request and its own confirmation.
         raise InvalidToken("this confirmation link was already used")
     subscriber.status = SubscriberStatus.ACTIVE
-    subscriber.name = signup.name or subscriber.name
+    subscriber.name = signup.name or subscriber.name  # the confirmation page showed both to the address's owner
     subscriber.language = signup.language
     subscriber.consent_source, subscriber.consent_at, subscriber.consent_text = f"{method}:double-opt-in", now, consent_text
     subscriber.updated_at = now
@@ -74,12 +74,15 @@ def confirm_signup(session: Session, signup: Signup, *, consent_text: str, metho
     return subscriber, True
 
 
-def _left_since(session: Session, subscriber_id: int, since: datetime) -> bool:
-    """Did they leave after `since`? Token times are whole seconds, so the second it was signed in does not count."""
+def _left_since(session: Session, subscriber: Subscriber, since: datetime) -> bool:
+    """Did they leave, complain or bounce after `since`? Token times are whole seconds, so the second the
+    link was signed in does not count."""
     since += timedelta(seconds=1)
+    if subscriber.status in (SubscriberStatus.COMPLAINED, SubscriberStatus.BOUNCED) and subscriber.updated_at >= since:
+        return True
     left = session.exec(
         select(SubscriberEvent.id).where(
-            SubscriberEvent.subscriber_id == subscriber_id, SubscriberEvent.kind == EventKind.UNSUBSCRIBED,
+            SubscriberEvent.subscriber_id == subscriber.id, SubscriberEvent.kind == EventKind.UNSUBSCRIBED,
             col(SubscriberEvent.created_at) >= since,
         )
     ).first()
@@ -90,16 +93,15 @@ def set_preferences(
     session: Session, subscriber: Subscriber, *, language: str, list_ids: Sequence[int], offered: Sequence[MailingList],
     campaign_id: int | None = None,
 ) -> bool:
-    """Language and lists chosen on the preferences page; lists not chosen are left (an unsubscribe event
-    each). Returns whether anything changed."""
+    """Language and lists kept on the preferences page; lists not kept are left (an unsubscribe event each).
+    The link never expires and travels with every forwarded copy of an issue, so it can only keep or drop
+    lists: joining one (again) takes a signup and its confirmation. Returns whether anything changed."""
     assert subscriber.id is not None
     before = active_list_ids(session, subscriber)
-    chosen = set(list_ids) & {m.id for m in offered if m.id is not None}
+    chosen = set(list_ids) & {m.id for m in offered if m.id is not None} & before
     if subscriber.language == language and before == chosen:
         return False
     now = utcnow()
-    if chosen and subscriber.status != SubscriberStatus.ACTIVE:
-        subscriber.status = SubscriberStatus.ACTIVE  # a choice made by the owner of the address, through a signed link
     subscriber.language, subscriber.updated_at = language, now
     session.add(subscriber)
     _set_lists(session, subscriber.id, chosen, keep_others=False)

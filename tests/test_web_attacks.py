@@ -11,7 +11,6 @@ import asyncio
 import csv
 import io
 import re
-import statistics
 import time
 from collections.abc import Awaitable, Callable
 from email import message_from_bytes, policy
@@ -173,20 +172,25 @@ def test_the_search_parameter_is_escaped(settings: Settings) -> None:
     run(settings, scenario)
 
 
-@pytest.mark.parametrize("raw_path", [
+REFLECTED = [
     b"/nope%22%3E%3Cscript%3Ealert(1)%3C/script%3E",
     b"/u/%22%3E%3Cscript%3Ealert(1)%3C/script%3E",
+    b"/confirm/%22%3E%3Cscript%3Ealert(1)%3C/script%3E",
     b"/admin/login?next=%22%3E%3Cscript%3Ealert(1)%3C/script%3E",
+    b"/subscribe?lang=%22%3E%3Cscript%3Ealert(1)%3C/script%3E",
     b"/archive/%3Cscript%3Ealert(1)%3C%2Fscript%3E/",
-])
-def test_paths_and_queries_reflected_in_pages_are_escaped(settings: Settings, raw_path: bytes) -> None:
+]
+
+
+def test_paths_and_queries_reflected_in_pages_are_escaped(settings: Settings) -> None:
     async def scenario(client: httpx.AsyncClient, mailer: Mailer, relay: CaptureServer) -> None:
-        page = await raw_get(client, raw_path)
-        if page.status_code == 307:  # Starlette's trailing-slash redirect; follow it
-            assert "<" not in page.headers["location"] and '"' not in page.headers["location"]
-            page = await client.get(page.headers["location"])
-        assert page.status_code in (200, 400, 404)
-        no_raw_markup(page.text, raw_path.decode())
+        for raw_path in REFLECTED:
+            page = await raw_get(client, raw_path)
+            if page.status_code == 307:  # Starlette's trailing-slash redirect; follow it
+                assert "<" not in page.headers["location"] and '"' not in page.headers["location"]
+                page = await client.get(page.headers["location"])
+            assert page.status_code in (200, 400, 404), raw_path
+            no_raw_markup(page.text, raw_path.decode())
     run(settings, scenario)
 
 
@@ -219,24 +223,29 @@ def test_redirects_never_point_to_the_host_a_request_claims(settings: Settings) 
 # Open redirect on login
 # ================================================================================================
 
-@pytest.mark.parametrize("target", [
+NEXT_TARGETS = [
     "//evil.example", "/\\evil.example", "https://evil.example", "http:evil.example", "/\t/evil.example",
     "/admin/\r\nSet-Cookie: pwned=1", "javascript:alert(1)", "/admin@evil.example", "///evil.example/admin/",
-])
-def test_the_login_never_redirects_to_another_site(settings: Settings, target: str) -> None:
+    "/%2F%2Fevil.example", "/admin/../\\evil.example", '"><script>alert(1)</script>',
+]
+
+
+def test_the_login_never_redirects_to_another_site(settings: Settings) -> None:
     async def scenario(client: httpx.AsyncClient, mailer: Mailer, relay: CaptureServer) -> None:
         mailer.add_admin_user(*ADMIN)
-        page = await client.get("/admin/login", params={"next": target})
-        no_raw_markup(page.text, "login")
-        response = await client.post("/admin/login", params={"next": target},
-                                     data={"username": ADMIN[0], "password": ADMIN[1], "csrf": csrf_of(page.text)})
-        assert response.status_code == 303
-        location = response.headers["location"]
-        assert "\r" not in location and "\n" not in location and "pwned" not in response.headers.get("set-cookie", "")
-        resolved = urljoin("https://news.example.org/admin/login", location.replace("\\", "/").replace("\t", ""))
-        assert urlsplit(resolved).hostname == "news.example.org" and urlsplit(resolved).scheme == "https", location
-        assert location.startswith("/admin/")
-    run(settings, scenario)
+        for target in NEXT_TARGETS:
+            client.cookies.clear()
+            page = await client.get("/admin/login", params={"next": target})
+            no_raw_markup(page.text, f"login?next={target!r}")
+            response = await client.post("/admin/login", params={"next": target},
+                                         data={"username": ADMIN[0], "password": ADMIN[1], "csrf": csrf_of(page.text)})
+            assert response.status_code == 303, target
+            location = response.headers["location"]
+            assert "\r" not in location and "\n" not in location and "pwned" not in response.headers.get("set-cookie", "")
+            resolved = urljoin("https://news.example.org/admin/login", location.replace("\\", "/").replace("\t", ""))
+            assert urlsplit(resolved).hostname == "news.example.org" and urlsplit(resolved).scheme == "https", (target, location)
+            assert location.startswith("/admin/"), (target, location)
+    run(settings, scenario, limits=Limits(min_fill_seconds=0, login_per_client="100/minute", login_per_user="100/minute"))
 
 
 def test_the_login_still_returns_to_the_admin_page_asked_for(settings: Settings) -> None:
@@ -254,21 +263,27 @@ def test_the_login_still_returns_to_the_admin_page_asked_for(settings: Settings)
 # Header injection into mails
 # ================================================================================================
 
-@pytest.mark.parametrize("email", [
+BAD_ADDRESSES = [
     "ines@example.org\r\nBcc: victim@example.org",
     "ines@example.org\nBcc: victim@example.org",
     "ines@example.org, victim@example.org",
     '"ines\r\nBcc: victim@example.org"@example.org',
     "ines@example.org>\r\nRCPT TO:<victim@example.org",
-])
-def test_line_breaks_and_lists_in_an_address_send_nothing(settings: Settings, email: str) -> None:
+    "Ines <ines@example.org>",
+]
+
+
+def test_line_breaks_and_lists_in_an_address_send_nothing(settings: Settings) -> None:
+    limits = Limits(min_fill_seconds=0, form_per_client="100/hour")
+
     async def scenario(client: httpx.AsyncClient, mailer: Mailer, relay: CaptureServer) -> None:
-        assert (await fill_signup(client, email=email)).status_code == 400
-        stamp = stamp_of((await client.get("/unsubscribe")).text)
-        assert (await client.post("/unsubscribe", data={"email": email, "stamp": stamp})).status_code == 200
-        await asyncio.sleep(0.05)
+        mailer.add_subscriber("ines@example.org", "eventi")  # known, so the unsubscribe form would mail her
+        for email in BAD_ADDRESSES:
+            assert (await fill_signup(client, email=email)).status_code == 400, email
+            stamp = stamp_of((await client.get("/unsubscribe")).text)
+            assert (await client.post("/unsubscribe", data={"email": email, "stamp": stamp})).status_code == 200, email
         assert relay.messages == [] and rows(mailer, "SELECT count(*) FROM notice") == [(0,)]
-    run(settings, scenario)
+    run(settings, scenario, limits=limits)
 
 
 @pytest.mark.parametrize("name", [
@@ -458,6 +473,7 @@ def test_a_replayed_confirmation_does_not_resubscribe_someone_who_left(settings:
         await fill_signup(client)
         link = confirm_link(relay)
         assert (await client.post(link)).status_code == 200 and subscribed(mailer, "ines@example.org")
+        await asyncio.sleep(1.1)  # token times are whole seconds; a person takes longer than that anyway
         assert (await client.post(f"/u/{link_token(mailer, 'ines@example.org')}")).status_code == 200
         assert not subscribed(mailer, "ines@example.org")
         replay = await client.post(link)
@@ -471,10 +487,55 @@ def test_a_replayed_confirmation_does_not_undo_a_complaint(settings: Settings) -
         await fill_signup(client)
         link = confirm_link(relay)
         await client.post(link)
+        await asyncio.sleep(1.1)  # token times are whole seconds
+        from subscribers import store
+        from subscribers.models import SubscriberStatus
+
+        (sid,), = rows(mailer, "SELECT id FROM subscriber")
         with mailer.engine.begin() as conn:
-            conn.execute(text("UPDATE subscriber SET status = 'complained'"))  # she marked an issue as spam
+            store.suppress(conn, sid, SubscriberStatus.COMPLAINED)  # she marked an issue as spam
         await client.post(link)
         assert rows(mailer, "SELECT status FROM subscriber") == [("complained",)], "an old link undid a spam complaint"
+    run(settings, scenario)
+
+
+def test_an_old_preferences_link_does_not_resubscribe_someone_who_left(settings: Settings) -> None:
+    """The preferences link never expires and is in the footer of every issue, so it travels with every
+    forwarded or archived copy. Leaving through it is fine (that is what it is for); coming back after an
+    unsubscribe or a spam complaint through it re-opens mail to her on the say-so of whoever holds the old
+    message, with no fresh consent on record. Coming back should go through a new confirmation mail."""
+    async def scenario(client: httpx.AsyncClient, mailer: Mailer, relay: CaptureServer) -> None:
+        mailer.add_subscriber("ada@example.org", "work-in-progress")
+        (sid,), = rows(mailer, "SELECT id FROM subscriber")
+        preferences = f"/preferences/{mailer.signer.manage_token(sid, 0)}"
+        assert (await client.post(f"/u/{link_token(mailer, 'ada@example.org')}")).status_code == 200
+        await client.post(preferences, data={"language": "it", "lists": str(list_id(mailer)), "action": "save"})
+        assert not subscribed(mailer, "ada@example.org"), "a forwarded issue's footer link re-subscribed her"
+    run(settings, scenario)
+
+
+def test_a_stranger_cannot_rename_a_subscriber_through_a_signup_she_confirms(settings: Settings) -> None:
+    """Anyone may ask to add lists to a known address, with a name and language of their choosing. The
+    confirmation page shows only the address and the lists, so the owner cannot see that confirming also
+    replaces her name (it goes into the To: header of every issue) and her language."""
+    async def scenario(client: httpx.AsyncClient, mailer: Mailer, relay: CaptureServer) -> None:
+        mailer.add_subscriber("lia@example.org", "eventi", name="Lia Bianchi", language="it")  # on another list
+        await fill_signup(client, email="lia@example.org", name="Scammer: call +39 000 to verify", language="en")
+        preview = await client.get(confirm_link(relay))
+        assert (await client.post(confirm_link(relay))).status_code == 200 and subscribed(mailer, "lia@example.org")
+        (name, language), = rows(mailer, "SELECT name, language FROM subscriber")
+        shown = "Scammer" in preview.text
+        assert shown or (name, language) == ("Lia Bianchi", "it"), f"renamed to {name!r} ({language}) without being shown"
+    run(settings, scenario)
+
+
+def test_the_login_answers_the_same_for_an_unknown_user_and_a_wrong_password(settings: Settings) -> None:
+    async def scenario(client: httpx.AsyncClient, mailer: Mailer, relay: CaptureServer) -> None:
+        mailer.add_admin_user(*ADMIN)
+        known = await log_in(client, username="redazione", password="wrong password!")
+        unknown = await log_in(client, username="nessuno00", password="wrong password!")
+        assert known.status_code == unknown.status_code == 401
+        assert known.text.replace("redazione", "nessuno00") == unknown.text
     run(settings, scenario)
 
 
@@ -545,9 +606,9 @@ async def asgi_post(app: Starlette, path: str, body: bytes, relay: CaptureServer
 async def timed_form_posts(mailer: Mailer, relay: CaptureServer, app: Starlette, form: str, rounds: int) -> dict[str, list[float]]:
     """POST the form `rounds` times for an address that gets a mail and for one that does not, alternating;
     checks that each response was complete before its notice reached the relay. Returns the timings."""
-    list_ids = [str(list_id(mailer))]
     for n in range(rounds):
         mailer.add_subscriber(f"known{n}@example.org", "work-in-progress")
+    list_ids = [str(list_id(mailer))]
     stamp = mailer.signer.form_stamp()
     # /unsubscribe mails a known address; /subscribe mails a new one (a known one is already on the list)
     mailed, silent = ("known", "unknown") if form == "/unsubscribe" else ("unknown", "known")
@@ -574,18 +635,55 @@ def test_notices_are_mailed_after_the_response(settings: Settings, form: str) ->
 
 
 @pytest.mark.parametrize("form", ["/unsubscribe", "/subscribe"])
-def test_the_response_time_does_not_tell_a_known_address_from_an_unknown_one(settings: Settings, form: str) -> None:
-    """Mailing after the response is not enough: the request itself must not take measurably longer when a
-    notice is recorded (a write transaction, a signed link, a message built) than when none is."""
+def test_nothing_is_looked_up_or_recorded_before_the_answer(settings: Settings, form: str) -> None:
+    """What could make a known address answer slower than an unknown one (the lookup, the notice row, the
+    signed link) happens after the response is complete: when it is, no notice is on record yet."""
     limits = Limits(min_fill_seconds=0, form_per_client="1000/hour", form_per_address="1000/hour")
 
     async def scenario(client: httpx.AsyncClient, mailer: Mailer, relay: CaptureServer, app: Starlette) -> None:
-        times = await timed_form_posts(mailer, relay, app, form, rounds=15)
-        known, unknown = statistics.median(times["known"]), statistics.median(times["unknown"])
-        print(f"{form}: median time to a complete response: known {known * 1000:.2f} ms, unknown {unknown * 1000:.2f} ms")
-        fastest = min(known, unknown)
-        assert abs(known - unknown) < max(0.5 * fastest, 0.003), f"known {known * 1000:.1f} ms, unknown {unknown * 1000:.1f} ms"
+        mailer.add_subscriber("known0@example.org", "work-in-progress")
+        stamp = mailer.signer.form_stamp()
+        email = "known0" if form == "/unsubscribe" else "new0"
+        body = f"email={email}%40example.org&stamp={stamp}&website=&name=X&language=it&consent=yes&lists={list_id(mailer)}".encode()
+        seen: list[int] = []
+
+        async def on_complete() -> None:
+            seen.append(rows(mailer, "SELECT count(*) FROM notice")[0][0])
+
+        status = await asgi_post_watching(app, form, body, on_complete)
+        assert status == 200 and seen == [0]
+        assert rows(mailer, "SELECT count(*) FROM notice")[0][0] == 1  # done afterwards
     run_app(settings, scenario, limits=limits)
+
+
+async def asgi_post_watching(app: Starlette, path: str, body: bytes, on_complete: Any) -> int:
+    """POST straight to the ASGI app and call on_complete() the moment the response body is complete."""
+    sent, status = False, 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            await on_complete()
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"content-type", b"application/x-www-form-urlencoded"),
+                    (b"content-length", str(len(body)).encode())],
+        "client": ("192.0.2.1", 40000), "server": ("testserver", 80), "state": {},
+    }
+    await app(scope, receive, send)
+    return status
 
 
 # ================================================================================================
@@ -638,23 +736,23 @@ def test_behind_the_trusted_proxy_a_spoofed_first_hop_is_ignored(settings: Setti
 # Bodies and odd input
 # ================================================================================================
 
-@pytest.mark.parametrize("path", ["/subscribe", "/unsubscribe", "/u/TOKEN", "/admin/login", "/preferences/TOKEN"])
-def test_oversized_bodies_are_refused_even_without_a_length(settings: Settings, path: str) -> None:
+def test_oversized_bodies_are_refused_even_without_a_length(settings: Settings) -> None:
     async def scenario(client: httpx.AsyncClient, mailer: Mailer, relay: CaptureServer) -> None:
         mailer.add_subscriber("zoe@example.org", "work-in-progress")
         (sid,), = rows(mailer, "SELECT id FROM subscriber")
-        real = path.replace("/u/TOKEN", f"/u/{link_token(mailer, 'zoe@example.org')}").replace(
-            "/preferences/TOKEN", f"/preferences/{mailer.signer.manage_token(sid, 0)}")
+        paths = ["/subscribe", "/unsubscribe", f"/u/{link_token(mailer, 'zoe@example.org')}", "/admin/login",
+                 f"/preferences/{mailer.signer.manage_token(sid, 0)}", f"/unsubscribe/{mailer.signer.unsubscribe_link_token(sid, 0)}"]
 
         async def chunks():  # type: ignore[no-untyped-def]
             yield b"List-Unsubscribe=One-Click&action=leave&a="
             for _ in range(40):
                 yield b"x" * 8192
 
-        streamed = await client.post(real, content=chunks(), headers={"content-type": "application/x-www-form-urlencoded"})
-        assert streamed.status_code == 413, streamed.status_code
-        upload = await client.post(real, data={"List-Unsubscribe": "One-Click", "action": "leave"}, files={"f": ("a.bin", b"x" * 200_000)})
-        assert upload.status_code == 413, upload.status_code
+        for path in paths:
+            streamed = await client.post(path, content=chunks(), headers={"content-type": "application/x-www-form-urlencoded"})
+            assert streamed.status_code == 413, (path, streamed.status_code)
+            upload = await client.post(path, data={"List-Unsubscribe": "One-Click", "action": "leave"}, files={"f": ("a.bin", b"x" * 200_000)})
+            assert upload.status_code == 413, (path, upload.status_code)
         assert subscribed(mailer, "zoe@example.org") and relay.messages == []
     run(settings, scenario)
 
@@ -665,19 +763,22 @@ def test_odd_list_numbers_are_a_400_not_a_server_error(settings: Settings, value
         mailer.add_subscriber("zoe@example.org", "work-in-progress")
         (sid,), = rows(mailer, "SELECT id FROM subscriber")
         signup = await fill_signup(client, lists=value, email="odd@example.org")
-        assert signup.status_code == 400, f"/subscribe lists={value[:8]!r}: {signup.status_code}"
         prefs = await client.post(f"/preferences/{mailer.signer.manage_token(sid, 0)}", data={"language": "it", "lists": value})
-        assert prefs.status_code in (200, 400), f"/preferences lists={value[:8]!r}: {prefs.status_code}"
+        assert (signup.status_code, prefs.status_code) in ((400, 200), (400, 400)), \
+            f"lists={value[:8]!r}: /subscribe {signup.status_code}, /preferences {prefs.status_code}"
     run(settings, scenario)
 
 
-@pytest.mark.parametrize("path", ["/admin/bounces?page=²", "/admin/bounces?page=-1", "/admin/campaigns/99999999999999999999999",
-                                  "/admin/subscribers/99999999999999999999999", "/admin/campaigns/99999999999999999999999/deliveries.csv"])
-def test_odd_numbers_in_admin_urls_are_not_server_errors(settings: Settings, path: str) -> None:
+def test_odd_numbers_in_admin_urls_are_not_server_errors(settings: Settings) -> None:
+    paths = ["/admin/bounces?page=-1", "/admin/bounces?page=999999", "/admin/bounces?page=²",
+             "/admin/campaigns/99999999999999999999999", "/admin/subscribers/99999999999999999999999",
+             "/admin/campaigns/99999999999999999999999/deliveries.csv", "/admin/campaigns/99999999999999999999999/bounces.csv"]
+
     async def scenario(client: httpx.AsyncClient, mailer: Mailer, relay: CaptureServer) -> None:
         await as_operator(client, mailer)
-        response = await client.get(path)
-        assert response.status_code in (200, 400, 404), f"{path}: {response.status_code}"
+        answers = {path: (await client.get(path)).status_code for path in paths}
+        errors = {path: status for path, status in answers.items() if status not in (200, 400, 404)}
+        assert errors == {}, errors
     run(settings, scenario)
 
 
@@ -728,18 +829,24 @@ def test_sql_wildcards_and_quotes_in_the_search_match_only_themselves(settings: 
     run(settings, scenario)
 
 
-@pytest.mark.parametrize("raw_path", [
+TRAVERSALS = [
     b"/static/../__init__.py", b"/static/..%2f__init__.py", b"/static/%2e%2e/__init__.py", b"/static/%2e%2e%2f%2e%2e%2fsettings.py",
     b"/static/bootstrap-italia/../../__init__.py", b"/static/..\\__init__.py", b"/static//etc/passwd", b"/static/%00",
-    b"/static/....//....//__init__.py",
+    b"/static/....//....//__init__.py", b"/static/%252e%252e/__init__.py", b"/static/bootstrap-italia/css/../../../security.py",
     b"/archive/work-in-progress/..%2f..%2f..%2fpyproject.toml", b"/archive/..%2f..%2fpyproject.toml/",
     b"/archive/%2e%2e/2026-05", b"/archive/work-in-progress/%2e%2e", b"/archive/work-in-progress/..%5c..%5cpyproject.toml",
-])
-def test_no_path_reaches_outside_the_static_folder_or_the_archive(settings: Settings, raw_path: bytes) -> None:
+]
+
+
+def test_no_path_reaches_outside_the_static_folder_or_the_archive(settings: Settings) -> None:
     async def scenario(client: httpx.AsyncClient, mailer: Mailer, relay: CaptureServer) -> None:
-        response = await raw_get(client, raw_path)
-        assert response.status_code in (400, 404, 405), (raw_path, response.status_code)
-        assert "create_app" not in response.text and "root:" not in response.text and "[project]" not in response.text
+        await send_issue(mailer, ["mara@example.org"])
+        assert (await client.get("/static/site.css")).status_code == 200
+        for raw_path in TRAVERSALS:
+            response = await raw_get(client, raw_path)
+            assert response.status_code in (400, 404, 405), (raw_path, response.status_code)
+            for secret in ("create_app", "root:", "[project]", "import ", "secret_keys"):
+                assert secret not in response.text, (raw_path, secret)
     run(settings, scenario)
 
 

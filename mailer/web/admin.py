@@ -15,7 +15,8 @@ from mailer.web.charts import SERIES_COLOURS, horizontal_bars, stacked_timeline
 from mailer.web.errors import Forbidden
 from mailer.i18n import page_strings
 from mailer.web.pages import language_of, render
-from mailer.web.public import limit, mailer_of
+from mailer.errors import NotFound
+from mailer.web.public import limit, mailer_of, small_number
 from mailer.web.security import csrf_ok
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -25,10 +26,20 @@ SERIES = ("sent", "deferred", "bounced", "failed", "uncertain", "skipped")
 def operator_only(endpoint: Endpoint) -> Endpoint:
     @wraps(endpoint)
     async def guarded(request: Request) -> Response:
-        if not request.session.get("operator"):
+        operator, epoch = request.session.get("operator"), request.session.get("epoch")
+        if not operator or not await run_in_threadpool(mailer_of(request).session_valid, operator, epoch):
+            request.session.clear()  # logged out elsewhere, or the password changed: this cookie is dead
             return RedirectResponse(f"/admin/login?next={request.url.path}", status_code=303)
         return await endpoint(request)
     return guarded
+
+
+def path_id(request: Request) -> int:
+    """The {id} of an admin URL; a number no row can have is a 404, not a database overflow."""
+    number = small_number(request.path_params["id"])
+    if number is None:
+        raise NotFound("no such record")
+    return number
 
 
 async def check_csrf(request: Request) -> None:
@@ -42,20 +53,23 @@ async def login(request: Request) -> Response:
         return render(request, "admin/login.html.j2", error=False, username="")
     await check_csrf(request)
     form = await request.form()
-    username = str(form.get("username", ""))[:100]
+    username = str(form.get("username", "")).strip()[:100]  # as authenticate() reads it, so the per-user limit holds
     password = str(form.get("password", ""))[:1000]
     limit(request, "login_per_client")
     limit(request, "login_per_user", f"login:{username}")
-    if not await run_in_threadpool(mailer_of(request).authenticate, username, password):
+    epoch = await run_in_threadpool(mailer_of(request).authenticate, username, password)
+    if epoch is None:
         return render(request, "admin/login.html.j2", error=True, username=username, status=401)
     request.session.clear()  # a new session on login: no fixation
-    request.session["operator"] = username.strip()
+    request.session["operator"], request.session["epoch"] = username, epoch
     target = request.query_params.get("next", "/admin/")
     return RedirectResponse(target if target.startswith("/admin/") else "/admin/", status_code=303)
 
 
 async def logout(request: Request) -> Response:
     await check_csrf(request)
+    if request.session.get("operator"):
+        await run_in_threadpool(mailer_of(request).end_sessions, request.session["operator"])
     request.session.clear()
     return RedirectResponse("/admin/login", status_code=303)
 
@@ -69,7 +83,7 @@ async def campaigns(request: Request) -> Response:
 @operator_only
 async def campaign(request: Request) -> Response:
     mailer = mailer_of(request)
-    campaign_id = int(request.path_params["id"])
+    campaign_id = path_id(request)
     await run_in_threadpool(mailer.campaign, campaign_id)  # NotFound -> 404
     report = await run_in_threadpool(mailer.report, str(campaign_id))
     figures = await run_in_threadpool(mailer.campaign_figures, campaign_id)
@@ -96,8 +110,7 @@ async def campaign(request: Request) -> Response:
 
 @operator_only
 async def bounces(request: Request) -> Response:
-    raw = request.query_params.get("page", "1")
-    page = max(int(raw), 1) if raw.isdigit() and len(raw) < 7 else 1
+    page = max(small_number(request.query_params.get("page", "1")) or 1, 1)
     lines = await run_in_threadpool(lambda: mailer_of(request).bounce_log(limit=100, offset=(page - 1) * 100))
     return render(request, "admin/bounces.html.j2", lines=lines, page=page, operator=request.session["operator"])
 
@@ -112,7 +125,7 @@ async def subscribers(request: Request) -> Response:
 @operator_only
 async def subscriber(request: Request) -> Response:
     mailer = mailer_of(request)
-    subscriber_id = int(request.path_params["id"])
+    subscriber_id = path_id(request)
     person = await run_in_threadpool(mailer.subscriber, subscriber_id)
     history = await run_in_threadpool(mailer.subscriber_history, subscriber_id)
     return render(request, "admin/subscriber.html.j2", person=person, history=history, operator=request.session["operator"])
@@ -120,15 +133,14 @@ async def subscriber(request: Request) -> Response:
 
 @operator_only
 async def deliveries_csv(request: Request) -> Response:
-    campaign_id = int(request.path_params["id"])
+    campaign_id = path_id(request)
     rows = await run_in_threadpool(mailer_of(request).deliveries_csv, campaign_id)
     return _csv(rows, f"campaign-{campaign_id}-deliveries.csv")
 
 
 @operator_only
 async def bounces_csv(request: Request) -> Response:
-    raw = request.path_params.get("id")
-    campaign_id = int(raw) if raw is not None else None
+    campaign_id = path_id(request) if "id" in request.path_params else None
     rows = await run_in_threadpool(mailer_of(request).bounces_csv, campaign_id)
     return _csv(rows, f"campaign-{campaign_id}-bounces.csv" if campaign_id else "bounces.csv")
 

@@ -13,12 +13,12 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from mailer.app import Mailer
-from mailer.errors import MailerError
 from mailer.settings import LANGUAGES
 from mailer.web.errors import TooManyRequests
 from mailer.web.pages import language_of, render
 from mailer.web.security import MAIL_CSP, RateLimiter, client_key
 from subscribers.errors import InvalidAddress, InvalidToken
+from subscribers.store import normalise_address
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 
@@ -74,10 +74,8 @@ async def unsubscribe_form(request: Request) -> Response:
         return render(request, "unsubscribe_form.html.j2", stamp=mailer.signer.form_stamp(), error="subscribe_error_fast", email=email, status=400)
     limit(request, "form_per_client")
     limit(request, "form_per_address", f"unsubscribe:{email}")
-    notice = await run_in_threadpool(mailer.request_unsubscribe_link, email)
-    task = BackgroundTask(mailer.deliver_notice, notice) if notice else None
     response = render(request, "unsubscribe_form_sent.html.j2")  # the same page whether or not the address is known
-    response.background = task
+    response.background = BackgroundTask(mailer.mail_unsubscribe_link, email)  # the lookup too comes after the answer
     return response
 
 
@@ -93,31 +91,28 @@ async def subscribe(request: Request) -> Response:
     values = {
         "name": _text(form, "name"), "email": _text(form, "email"),
         "language": _text(form, "language") if _text(form, "language") in LANGUAGES else lang,
-        "lists": [int(v) for v in form.getlist("lists") if str(v).isdigit()],
+        "lists": list_ids(form),
     }
     errors: dict[str, str] = {}
     if not _human(request, form):
         errors["form"] = "subscribe_error_fast"
     if form.get("consent") != "yes":
         errors["consent"] = "subscribe_error_consent"
-    if not values["lists"]:
+    if not values["lists"] or not set(values["lists"]) <= {o.id for o in offered}:
         errors["lists"] = "subscribe_error_lists"
-    if not values["email"]:
+    try:
+        values["email"] = normalise_address(values["email"])
+    except InvalidAddress:
         errors["email"] = "subscribe_error_email"
     if errors:
         return _signup_page(request, offered, lang, errors, values, status=400)
     limit(request, "form_per_client")
     limit(request, "form_per_address", f"subscribe:{values['email']}")
-    try:
-        notice = await run_in_threadpool(
-            mailer.request_signup, email=values["email"], name=values["name"], language=values["language"], list_ids=values["lists"]
-        )
-    except InvalidAddress:
-        return _signup_page(request, offered, lang, {"email": "subscribe_error_email"}, values, status=400)
-    except MailerError:
-        return _signup_page(request, offered, lang, {"lists": "subscribe_error_lists"}, values, status=400)
     response = render(request, "subscribe_sent.html.j2")  # the same whether the address is new, known or limited
-    response.background = BackgroundTask(mailer.deliver_notice, notice) if notice else None
+    response.background = BackgroundTask(  # looking the address up comes after the answer, so timing tells nothing
+        mailer.mail_signup_confirmation, email=values["email"], name=values["name"], language=values["language"],
+        list_ids=values["lists"],
+    )
     return response
 
 
@@ -151,8 +146,7 @@ async def preferences(request: Request) -> Response:
         if form.get("action") == "leave":
             target = await run_in_threadpool(mailer.leave_all, token)
             return render(request, "unsubscribe.html.j2", language=language_of(request, target.language), target=target, done=True)
-        list_ids = [int(v) for v in form.getlist("lists") if str(v).isdigit()]
-        view, saved = await run_in_threadpool(mailer.save_preferences, token, language=_text(form, "language"), list_ids=list_ids)
+        view, saved = await run_in_threadpool(mailer.save_preferences, token, language=_text(form, "language"), list_ids=list_ids(form))
     else:
         view = await run_in_threadpool(mailer.preferences, token)
     return render(request, "preferences.html.j2", language=language_of(request, view.language), view=view, saved=saved, token=token)
@@ -195,6 +189,16 @@ async def archive_feed(request: Request) -> Response:
 
 # ---- helpers --------------------------------------------------------------------------------------------
 
+def small_number(value: object) -> int | None:
+    """A database id from a form or a URL: ASCII digits, at most 9 of them (not '²', not 5,000 digits)."""
+    text = str(value)
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
+
+
+def list_ids(form: FormData) -> list[int]:
+    return [n for n in (small_number(v) for v in form.getlist("lists")) if n is not None]
+
+
 def _text(form: FormData, name: str) -> str:
     value = form.get(name)
     return value.strip()[:320] if isinstance(value, str) else ""
@@ -211,8 +215,16 @@ def _human(request: Request, form: FormData) -> bool:
     return age >= limiter_of(request).limits.min_fill_seconds
 
 
+async def to_slash(request: Request) -> Response:
+    """/archive -> /archive/ with a relative Location (never built from the Host a request claims)."""
+    return RedirectResponse(request.url.path + "/", status_code=308)
+
+
 routes = [
     Route("/", home),
+    Route("/archive", to_slash),
+    Route("/archive/{newsletter}", to_slash),
+    Route("/admin", to_slash),
     Route("/u/{token}", unsubscribe_link, methods=["GET", "POST"]),
     Route("/unsubscribe", unsubscribe_form, methods=["GET", "POST"]),
     Route("/unsubscribe/{token}", unsubscribe_link, methods=["GET", "POST"]),
