@@ -309,6 +309,9 @@ def subscribers_export(
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on"),
     port: int = typer.Option(8000, help="Port"),
+    forwarded_allow_ips: str = typer.Option(
+        "127.0.0.1", help="Reverse proxies whose X-Forwarded-For is trusted (their addresses; never '*')"
+    ),
 ) -> None:
     """Serve the web app: unsubscribe and preferences pages, signup, archive, and /admin/ for operators."""
     import uvicorn
@@ -318,7 +321,8 @@ def serve(
     mailer = _mailer()
     mailer.engine  # open (and migrate) the database before the first request; errors surface here
     say(f"serving {mailer.settings.base_url} on http://{host}:{port} (Ctrl-C to stop)")
-    uvicorn.run(create_app(mailer), host=host, port=port, log_level="warning", proxy_headers=True)
+    uvicorn.run(create_app(mailer), host=host, port=port, log_level="warning", proxy_headers=True,
+                forwarded_allow_ips=forwarded_allow_ips)
 
 
 @admin_app.command("add-user")
