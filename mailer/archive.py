@@ -5,6 +5,7 @@ no address and no personal links, so anyone may read it and no one's unsubscribe
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -75,8 +76,14 @@ class Archive(Core):
                 issue = parse_issue(campaign.issue_source, campaign.issue_path or f"{issue_id}.md")
             except IssueError:
                 raise NotFound(f"issue {issue_id!r} cannot be shown") from None
-            cache[key] = compose(issue, newsletter, self.settings.base_url, archive=True).html
+            cache[key] = as_web_page(compose(issue, newsletter, self.settings.base_url, archive=True).html)
         return cache[key]
+
+
+def as_web_page(html: str) -> str:
+    """The mail's HTML with its content in a <main> landmark, as a page needs (a mail has no landmarks)."""
+    opened = re.sub(r"(<body[^>]*>)", r"\1<main>", html, count=1)
+    return re.sub(r"</body>", "</main></body>", opened, count=1)
 
 
 def _preheader(source: str) -> str:
