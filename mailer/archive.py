@@ -28,8 +28,6 @@ class ArchivedIssue:
 
 
 class Archive(Core):
-    _archive_cache: dict[tuple[str, str, str], str]
-
     def archived_newsletter(self, newsletter_id: str) -> NewsletterSettings:
         try:
             return self.settings.newsletter(newsletter_id)
@@ -50,10 +48,22 @@ class Archive(Core):
         for c in campaigns:
             if c.issue not in seen and c.started_at is not None:
                 seen[c.issue] = ArchivedIssue(
-                    newsletter_id, c.issue, c.subject, _preheader(c.issue_source), c.started_at,
+                    newsletter_id, c.issue, c.subject, self._preheader(c), c.started_at,
                     f"{self.settings.base_url}/archive/{newsletter_id}/{c.issue}",
                 )
         return list(seen.values())
+
+    def _preheader(self, campaign: Campaign) -> str:
+        """An issue's preheader, for the index and the feed: parsed once per issue version and process."""
+        key = ("preheader", campaign.issue, campaign.issue_digest)
+        if key not in self.archive_cache:
+            from mailer.issue import parse_issue
+
+            try:
+                self.archive_cache[key] = parse_issue(campaign.issue_source).preheader if campaign.issue_source else ""
+            except IssueError:
+                self.archive_cache[key] = ""
+        return self.archive_cache[key]
 
     def archive_page(self, newsletter_id: str, issue_id: str) -> str:
         """The archive edition of a sent issue, as an HTML document (composed once per process)."""
@@ -66,7 +76,7 @@ class Archive(Core):
             ).first()
         if campaign is None or not campaign.issue_source:
             raise NotFound(f"no sent issue {issue_id!r} of {newsletter_id!r}")
-        cache = self.__dict__.setdefault("_archive_cache", {})
+        cache = self.archive_cache
         key = (newsletter_id, issue_id, campaign.issue_digest)
         if key not in cache:
             from mailer.compose import compose
@@ -84,12 +94,3 @@ def as_web_page(html: str) -> str:
     """The mail's HTML with its content in a <main> landmark, as a page needs (a mail has no landmarks)."""
     opened = re.sub(r"(<body[^>]*>)", r"\1<main>", html, count=1)
     return re.sub(r"</body>", "</main></body>", opened, count=1)
-
-
-def _preheader(source: str) -> str:
-    from mailer.issue import parse_issue
-
-    try:
-        return parse_issue(source).preheader if source else ""
-    except IssueError:
-        return ""

@@ -44,7 +44,7 @@ def main() -> None:
 
 def error_message(exc: Exception) -> str:
     """The line a user reads for an error; an unexpected one says so instead of showing a traceback."""
-    from sqlalchemy.exc import DatabaseError, OperationalError
+    from sqlalchemy.exc import DatabaseError
 
     from mailer.errors import IssueError, MailerError
     from subscribers.errors import CsvImportError, StoreError
@@ -53,7 +53,7 @@ def error_message(exc: Exception) -> str:
         return str(exc)
     if isinstance(exc, (MailerError, StoreError)):
         return f"error: {exc}"
-    if isinstance(exc, (DatabaseError, OperationalError)):  # unreachable, locked, read-only, not a database
+    if isinstance(exc, DatabaseError):  # unreachable, locked, read-only, not a database
         return f"error: database: {getattr(exc, 'orig', None) or exc}{_which_database()}"
     if isinstance(exc, OSError):
         where = f" {exc.filename}" if exc.filename else ""
@@ -271,15 +271,15 @@ def subscribers_add(
     language: Optional[str] = typer.Option(None, "--language", help="it or en (default: keep theirs; the list's for someone new)"),
 ) -> None:
     """Add one subscriber by hand (an operator's action: re-subscribes someone who had left)."""
-    added = _mailer().add_subscriber(email, list_name, name=name, language=language)
-    say(f"{email.strip().lower()}: {'added to' if added else 'already on'} '{list_name}'")
+    address, added = _mailer().add_subscriber(email, list_name, name=name, language=language)
+    say(f"{address}: {'added to' if added else 'already on'} '{list_name}'")
 
 
 @subscribers_app.command("remove")
 def subscribers_remove(email: str, list_name: Optional[str] = typer.Option(None, "--list", help="Only this list (default: all)")) -> None:
     """Unsubscribe an address (recorded as an operator's action); the record stays, so imports do not bring it back."""
-    ended = _mailer().remove_subscriber(email, list_name)
-    say(f"{email.strip().lower()}: {ended} subscription(s) ended")
+    address, ended = _mailer().remove_subscriber(email, list_name)
+    say(f"{address}: {ended} subscription(s) ended")
 
 
 @subscribers_app.command("list")

@@ -27,6 +27,7 @@ class Core:
         self.signer = TokenSigner(settings.secret_keys)
         self._engine = engine
         self._owns_engine = engine is None
+        self.archive_cache: dict[tuple[str, str, str], str] = {}  # (newsletter, issue, digest) -> composed page
 
     @property
     def engine(self) -> Engine:

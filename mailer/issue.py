@@ -72,6 +72,7 @@ class Issue:
     contact: tuple[str, ...] | None
     sections: tuple[Section, ...]
     digest: str  # sha256 of the file's bytes: tells whether a campaign's issue changed
+    source: str = ""  # the text parsed: stored with a campaign, so the archive shows what was sent
     warnings: tuple[Problem, ...] = field(default=())
     key_lines: dict[str, int] = field(default_factory=dict)  # front matter key -> file line, for later errors
 
@@ -145,6 +146,7 @@ def parse_issue(text: str, path: str = "<issue>", digest: str | None = None) -> 
         contact=tuple(contact) if contact is not None else None,
         sections=tuple(sections),
         digest=digest or hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        source=text,
         warnings=tuple(sorted((p for p in problems if p.severity == "warning"), key=lambda p: p.line or 0)),
         key_lines=meta.get("__lines__", {}),
     )

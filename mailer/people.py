@@ -44,9 +44,10 @@ class People(Core):
             counts = store.add_subscribers(session, mailing_list, parsed.people, source=f"import:{csv_path.name}")
         return ImportResult(parsed.rows, parsed.merged, counts)
 
-    def add_subscriber(self, email: str, list_name: str, *, name: str = "", language: str | None = None) -> bool:
+    def add_subscriber(self, email: str, list_name: str, *, name: str = "", language: str | None = None) -> tuple[str, bool]:
         """An operator's action: puts someone on a list (back on it, if they had left). A language given
-        changes theirs; none keeps it (or takes the list's, for someone new). True if they were added."""
+        changes theirs; none keeps it (or takes the list's, for someone new). Returns the address as stored
+        and whether they were added."""
         address = store.normalise_address(email)
         with self.session() as session:
             mailing_list = store.get_or_create_list(session, list_name, language=check_language(language or "it"))
@@ -56,10 +57,11 @@ class People(Core):
                 sub = store.find_subscriber(session, address)
                 assert sub.id is not None
                 session.add(SubscriberEvent(subscriber_id=sub.id, list_id=mailing_list.id, kind=EventKind.SUBSCRIBED, method="admin"))
-        return bool(counts.added)
+        return address, bool(counts.added)
 
-    def remove_subscriber(self, email: str, list_name: str | None = None) -> int:
-        """Unsubscribe (an operator's action, on record). Someone not on that list is an error."""
+    def remove_subscriber(self, email: str, list_name: str | None = None) -> tuple[str, int]:
+        """Unsubscribe (an operator's action, on record). Someone not on that list is an error.
+        Returns the address as stored and how many subscriptions ended."""
         with self.session() as session:
             subscriber = store.find_subscriber(session, email)
             mailing_list = store.get_list(session, list_name) if list_name else None
@@ -67,7 +69,7 @@ class People(Core):
             if not ended:
                 where = f"list '{list_name}'" if list_name else "any list"
                 raise StoreError(f"{subscriber.email} is not subscribed to {where}")
-        return ended
+            return subscriber.email, ended
 
     def list_subscribers(self, out: TextIO, list_name: str | None = None, status: str | None = None) -> int:
         """Write subscribers as CSV (of one list, or everyone); returns how many."""

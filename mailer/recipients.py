@@ -119,15 +119,23 @@ class Recipients(Core):
 
     # ---- subscribe with double opt-in ----------------------------------------------------------------
 
+    def ensure_lists(self) -> None:
+        """Create the list of every configured newsletter that has none yet (once, when the web app starts),
+        so that showing a page never writes."""
+        with self.session() as session:
+            for newsletter in self.settings.newsletters.values():
+                store.get_or_create_list(session, newsletter.list, title=newsletter.title)
+
     def offered_lists(self) -> list[OfferedList]:
         """The lists a visitor can subscribe to: each configured newsletter's list."""
         with self.session() as session:
-            return [self._offered(session, nl) for nl in self.settings.newsletters.values()]
+            return self._offered(session)
 
-    def _offered(self, session: Session, newsletter: NewsletterSettings) -> OfferedList:
-        mailing_list = store.get_or_create_list(session, newsletter.list, title=newsletter.title)
-        assert mailing_list.id is not None
-        return OfferedList(mailing_list.id, mailing_list.name, self.list_title(mailing_list.name, mailing_list.title))
+    def _offered(self, session: Session) -> list[OfferedList]:
+        names = [nl.list for nl in self.settings.newsletters.values()]
+        found = {m.name: m for m in session.exec(select(MailingList).where(col(MailingList.name).in_(names)))}
+        return [OfferedList(m.id, m.name, self.list_title(m.name, m.title)) for name in names
+                if (m := found.get(name)) is not None and m.id is not None]
 
     def request_signup(self, *, email: str, name: str, language: str, list_ids: list[int]) -> NoticeMessage | None:
         """Mail a confirmation link that carries the whole request; nothing about the person is stored
@@ -209,7 +217,7 @@ class Recipients(Core):
     def _preferences(self, session: Session, subscriber: Subscriber) -> PreferencesView:
         assert subscriber.id is not None
         active = choices.active_list_ids(session, subscriber)
-        offered = {o.id: o for o in (self._offered(session, nl) for nl in self.settings.newsletters.values())}
+        offered = {o.id: o for o in self._offered(session)}
         for list_id in choices.memberships(session, subscriber.id):
             mailing_list = session.get(MailingList, list_id)
             if list_id not in offered and mailing_list is not None:

@@ -12,7 +12,7 @@ from sqlmodel import Session, col
 from sqlmodel import select as sm_select
 
 from mailer import ledger
-from mailer.errors import CampaignError
+from mailer.errors import NotFound
 from mailer.models import BounceEvent, Campaign, DeliveryStatus
 from subscribers.models import EventKind, MailingList, SubscriberEvent
 
@@ -80,7 +80,7 @@ def resolve_campaign(session: Session, selector: str | None) -> Campaign:
         query = query.where(Campaign.id == int(selector)) if selector.isdigit() else query.where(Campaign.issue == selector)
     campaign = session.exec(query).first()
     if campaign is None:
-        raise CampaignError("no campaign yet" if selector is None else f"no campaign {selector!r}")
+        raise NotFound("no campaign yet" if selector is None else f"no campaign {selector!r}")
     return campaign
 
 

@@ -139,10 +139,10 @@ class Sending(Core):
     def start_send(self, plan: SendPlan, *, allow_changed: bool = False, resend_uncertain: bool = False) -> Campaign:
         """Open (or reopen) the campaign and enqueue every active subscriber not already in it; with
         resend_uncertain (an operator's yes), deliveries whose outcome was lost go back to the queue too."""
-        path = Path(plan.issue.path)
-        source = path.read_text(encoding="utf-8") if path.is_file() else ""
         with self.session() as session:
-            campaign = ledger.open_campaign(session, plan.issue, plan.mailing_list, source, allow_changed=allow_changed)
+            campaign = ledger.open_campaign(
+                session, plan.issue, plan.mailing_list, plan.issue.source, allow_changed=allow_changed
+            )
         ledger.enqueue(self.engine, campaign)
         if resend_uncertain and campaign.id is not None:
             ledger.requeue_uncertain(self.engine, campaign.id)

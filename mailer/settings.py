@@ -161,7 +161,9 @@ def _check_production(environment: str, keys: tuple[str, ...], base_url: str) ->
 def _check_base_url(base_url: str) -> None:
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() or ord(c) < 32 for c in base_url):
-        raise SettingsError(f"MAILER_BASE_URL must look like https://host[/path], got {base_url!r}")
+        raise SettingsError(f"MAILER_BASE_URL must look like https://host, got {base_url!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise SettingsError(f"MAILER_BASE_URL must be the root of a host (the web app serves /u/, /archive/, /admin/ there), got {base_url!r}")
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

@@ -64,7 +64,7 @@ class EventKind(StrEnum):
     UNSUBSCRIBED = "unsubscribed"  # left a list (or all lists)
     CONFIRMED = "confirmed"  # confirmed a subscription (double opt-in), or came back through a confirmation
     PREFERENCES = "preferences"  # changed language or lists on the preferences page
-    SUBSCRIBED = "subscribed"  # put on a list by an operator or an import
+    SUBSCRIBED = "subscribed"  # put on a list by an operator (`subscribers add`); imports record their source instead
 
 
 class SubscriberEvent(SQLModel, table=True):

@@ -5,12 +5,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from mailer.capture import CaptureServer, capture_in_thread
+from mailer.capture import CaptureServer
 from mailer.settings import PROJECT_ROOT
 from tests.conftest import ISSUE_2026
 
@@ -21,18 +20,6 @@ def run(args: list[str], env: dict[str, str], stdin: str | None = None) -> subpr
     return subprocess.run(
         MAILER + args, env={**os.environ, **env}, input=stdin, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120
     )
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return {"MAILER_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite'}", "COLUMNS": "120"}
-
-
-@pytest.fixture
-def relay() -> Iterator[CaptureServer]:
-    """A capture server in its own thread's event loop, for commands run as subprocesses."""
-    with capture_in_thread(rule=lambda r: "550 5.1.1 User unknown" if r.startswith("ghost") else None) as server:
-        yield server
 
 
 def test_issue_check_lists_warnings_with_lines(env: dict[str, str]) -> None:

@@ -26,7 +26,7 @@ from mailer.capture import CaptureServer, Rule, capture_in_thread
 from mailer.issue import load_issue
 from mailer.settings import PROJECT_ROOT, load_settings
 from tests.conftest import ISSUE_2026
-from tests.test_cli import MAILER, env, relay, run  # noqa: F401  (env and relay are fixtures)
+from tests.test_cli import MAILER, run
 
 LONG_LIST = "relazioni-internazionali-delegazioni-estere-e-gemellaggi"
 

@@ -95,7 +95,8 @@ def test_production_accepts_long_keys_and_https() -> None:
     assert settings.base_url == "https://n.example.org" and settings.secret_keys == (PRODUCTION_KEY,)
 
 
-@pytest.mark.parametrize("url", ["localhost:8000", "https://a.example.org/x\r\nX-Evil: 1", "ftp://a.example.org"])
+@pytest.mark.parametrize("url", ["localhost:8000", "https://a.example.org/x\r\nX-Evil: 1", "ftp://a.example.org",
+                                 "https://a.example.org/newsletter", "https://a.example.org/?x=1"])
 def test_a_base_url_that_would_break_links_is_refused(url: str) -> None:
     with pytest.raises(SettingsError, match="MAILER_BASE_URL"):
         load_settings({"MAILER_BASE_URL": url})

@@ -37,6 +37,7 @@ def create_app(mailer: Mailer, *, limits: Limits | None = None) -> Starlette:
         ],
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
     )
+    mailer.ensure_lists()  # pages only read: the configured newsletters' lists exist from the start
     app.router.redirect_slashes = False  # Starlette builds those from the Host header; ours are relative
     app.state.mailer = mailer
     app.state.limiter = RateLimiter(limits or Limits())

@@ -84,7 +84,6 @@ async def campaigns(request: Request) -> Response:
 async def campaign(request: Request) -> Response:
     mailer = mailer_of(request)
     campaign_id = path_id(request)
-    await run_in_threadpool(mailer.campaign, campaign_id)  # NotFound -> 404
     report = await run_in_threadpool(mailer.report, str(campaign_id))
     figures = await run_in_threadpool(mailer.campaign_figures, campaign_id)
     bounces = await run_in_threadpool(lambda: mailer.bounce_log(campaign_id=campaign_id, limit=50))

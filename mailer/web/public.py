@@ -46,8 +46,16 @@ async def home(request: Request) -> Response:
 async def unsubscribe_link(request: Request) -> Response:
     """GET: a page naming the newsletter and the address, with one button. POST: unsubscribe (one-click
     from a mail client, or the page's button); the answer is 200 either way, never a redirect."""
+    return await _unsubscribe(request, from_form=False)
+
+
+async def unsubscribe_form_link(request: Request) -> Response:
+    """The link the unsubscribe form mails: the same page and the same POST, with a 24-hour token."""
+    return await _unsubscribe(request, from_form=True)
+
+
+async def _unsubscribe(request: Request, *, from_form: bool) -> Response:
     token = request.path_params["token"]
-    from_form = request.url.path.startswith("/unsubscribe/")
     mailer = mailer_of(request)
     if request.method == "GET":
         target = await run_in_threadpool(mailer.unsubscribe_target, token, from_form=from_form)
@@ -227,7 +235,7 @@ routes = [
     Route("/admin", to_slash),
     Route("/u/{token}", unsubscribe_link, methods=["GET", "POST"]),
     Route("/unsubscribe", unsubscribe_form, methods=["GET", "POST"]),
-    Route("/unsubscribe/{token}", unsubscribe_link, methods=["GET", "POST"]),
+    Route("/unsubscribe/{token}", unsubscribe_form_link, methods=["GET", "POST"]),
     Route("/subscribe", subscribe, methods=["GET", "POST"]),
     Route("/confirm/{token}", confirm, methods=["GET", "POST"]),
     Route("/preferences/{token}", preferences, methods=["GET", "POST"]),
