@@ -149,8 +149,8 @@ def send(
     mailer = _mailer()
     issue = load_issue(file)
     if test:
-        _print_warnings(issue, [])
-        reply = asyncio.run(mailer.test_send(issue, normalise_address(test)))
+        reply, composed = asyncio.run(mailer.test_send(issue, normalise_address(test)))
+        _print_warnings(issue, composed.warnings)
         say(f"test message sent to {test} via {mailer.settings.smtp}: {reply.code} {reply.text}")
         return
     plan = mailer.plan_send(issue, list_name)

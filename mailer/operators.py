@@ -3,20 +3,21 @@ subscriber search with each person's history, and CSV exports of deliveries and 
 from __future__ import annotations
 
 import csv
-from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cache
 from io import StringIO
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, or_
 from sqlmodel import col, select
 
 from mailer.core import Core
+from mailer.figures import CampaignFigures, campaign_figures
 from mailer.errors import MailerError, NotFound
-from mailer.models import AdminUser, BounceEvent, Campaign, Delivery
+from mailer.models import AdminUser, BounceEvent, Campaign, Delivery, Notice
 from subscribers.models import MailingList, Subscriber, SubscriberEvent, Subscription
 from subscribers.models import utcnow
 
@@ -31,15 +32,6 @@ def _hasher() -> "PasswordHasher":
     from argon2 import PasswordHasher
 
     return PasswordHasher()
-
-
-@dataclass(frozen=True)
-class CampaignFigures:
-    """What the report page charts: outcomes over time, by recipient domain, and the bounce reasons."""
-
-    timeline: list[tuple[str, dict[str, int]]]  # bucket label -> status -> deliveries last updated then
-    domains: list[tuple[str, dict[str, int]]]  # domain -> status -> count, biggest first
-    bucket: str  # "minute", "hour" or "day"
 
 
 @dataclass(frozen=True)
@@ -128,24 +120,7 @@ class Operators(Core):
             rows = session.exec(
                 select(Delivery.email, Delivery.status, Delivery.updated_at).where(Delivery.campaign_id == campaign_id)
             ).all()
-        times = [r[2] for r in rows if r[1] not in ("queued", "sending")]
-        span = (max(times) - min(times)) if times else timedelta(0)
-        bucket, fmt, step = ("minute", "%H:%M", "minute") if span <= timedelta(hours=3) else (
-            ("hour", "%d/%m %H:00", "hour") if span <= timedelta(days=3) else ("day", "%Y-%m-%d", "day"))
-        timeline: dict[str, Counter[str]] = defaultdict(Counter)
-        for _, status, at in sorted(rows, key=lambda r: r[2]):
-            if status not in ("queued", "sending"):
-                timeline[at.strftime(fmt)][status] += 1
-        domains: dict[str, Counter[str]] = defaultdict(Counter)
-        for email, status, _ in rows:
-            domains[email.rpartition("@")[2]][status] += 1
-        biggest = sorted(domains.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
-        if len(biggest) > top_domains:
-            rest: Counter[str] = Counter()
-            for _, counts in biggest[top_domains:]:
-                rest.update(counts)
-            biggest = biggest[:top_domains] + [("…", rest)]
-        return CampaignFigures([(k, dict(v)) for k, v in timeline.items()], [(k, dict(v)) for k, v in biggest], step)
+        return campaign_figures(rows, top_domains=top_domains)
 
     def bounce_log(self, *, campaign_id: int | None = None, limit: int = 200, offset: int = 0) -> list[BounceLine]:
         query = (
@@ -202,32 +177,44 @@ class Operators(Core):
                 lines.append(HistoryLine(d.updated_at, f"delivery {d.status}", f"{campaigns.get(d.campaign_id, d.campaign_id)}: {reply}"))
             for b in session.exec(select(BounceEvent).where(BounceEvent.subscriber_id == subscriber_id)):
                 lines.append(HistoryLine(b.created_at, f"{b.kind} bounce ({b.source})", f"{b.smtp_code or ''} {b.reason}".strip()))
+            for n in session.exec(select(Notice).where(Notice.email == subscriber.email)):
+                lines.append(HistoryLine(n.created_at, f"notice {n.kind} ({n.status})", f"{n.smtp_code or ''} {n.smtp_reply}".strip()))
         return sorted(lines, key=lambda line: line.at, reverse=True)
 
     # ---- exports -------------------------------------------------------------------------------------
 
     def deliveries_csv(self, campaign_id: int) -> Iterator[str]:
-        """Every delivery of a campaign as CSV rows, formulas neutralised for spreadsheets."""
-        self.campaign(campaign_id)
-        query = select(Delivery).where(Delivery.campaign_id == campaign_id).order_by(col(Delivery.id))
-        header = ["email", "status", "attempts", "smtp_code", "smtp_reply", "sent_at", "updated_at"]
-        with self.session() as session:
-            rows = [[d.email, d.status, d.attempts, d.smtp_code, d.smtp_reply, d.sent_at, d.updated_at] for d in session.exec(query)]
-        return _csv_rows(header, rows)
+        """Every delivery of a campaign as CSV lines, read from the database as they are written out."""
+        self.campaign(campaign_id)  # NotFound before the first line
+        columns = (Delivery.email, Delivery.status, Delivery.attempts, Delivery.smtp_code, Delivery.smtp_reply,
+                   Delivery.sent_at, Delivery.updated_at)
+        query = select(*columns).where(Delivery.campaign_id == campaign_id).order_by(col(Delivery.id))
+        return self._csv(["email", "status", "attempts", "smtp_code", "smtp_reply", "sent_at", "updated_at"], query)
 
     def bounces_csv(self, campaign_id: int | None = None) -> Iterator[str]:
-        header = ["created_at", "campaign_id", "email", "kind", "source", "smtp_code", "reason"]
-        rows = [[b.created_at, b.campaign_id, b.email, b.kind, b.source, b.smtp_code, b.reason]
-                for b in self.bounce_log(campaign_id=campaign_id, limit=1_000_000)]
-        return _csv_rows(header, rows)
+        """Every bounce (of one campaign, or all) as CSV lines, newest first."""
+        query = (
+            select(BounceEvent.created_at, BounceEvent.campaign_id, Subscriber.email, BounceEvent.kind, BounceEvent.source,
+                   BounceEvent.smtp_code, BounceEvent.reason)
+            .join(Subscriber, col(Subscriber.id) == BounceEvent.subscriber_id, isouter=True)
+            .order_by(col(BounceEvent.id).desc())
+        )
+        if campaign_id is not None:
+            query = query.where(BounceEvent.campaign_id == campaign_id)
+        return self._csv(["created_at", "campaign_id", "email", "kind", "source", "smtp_code", "reason"], query)
+
+    def _csv(self, header: list[str], query: Any) -> Iterator[str]:
+        with self.session() as session:
+            yield from _csv_rows(header, session.exec(query.execution_options(yield_per=1000)))
 
 
-def _csv_rows(header: list[str], rows: list[list[object]]) -> Iterator[str]:
+def _csv_rows(header: list[str], rows: Iterable[Sequence[object]]) -> Iterator[str]:
+    """CSV lines, one at a time, every cell's spreadsheet formula neutralised."""
     from subscribers.csvio import neutralise_formula
 
     buffer = StringIO()
     writer = csv.writer(buffer)
-    for row in [header, *rows]:
+    for row in chain([header], rows):
         writer.writerow([neutralise_formula(_cell(v)) for v in row])
         yield buffer.getvalue()
         buffer.seek(0)

@@ -185,9 +185,9 @@ class Sending(Core):
         ledger.add_sending_time(self.engine, campaign.id, summary.elapsed)
         return SendOutcome(summary, ledger.count_due(self.engine, campaign.id), ledger.next_retry_at(self.engine, campaign.id))
 
-    async def test_send(self, issue: Issue, address: str) -> SmtpReply:
+    async def test_send(self, issue: Issue, address: str) -> tuple["SmtpReply", "Composed"]:
         """One message to one address, subject marked as a test; no campaign, nothing recorded.
-        Raises MailerError when the relay does not accept it."""
+        Returns the relay's reply and what was composed (its warnings); MailerError if the relay refuses it."""
         from mailer.compose import compose
 
         composed = compose(issue, self.newsletter_for(issue), self.settings.base_url, test=True)
@@ -199,4 +199,4 @@ class Sending(Core):
             await connection.close()
         if classify(reply).status != DeliveryStatus.SENT:
             raise MailerError(f"test message to {address} not accepted: {reply.code or '-'} {reply.text}")
-        return reply
+        return reply, composed
