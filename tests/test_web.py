@@ -197,6 +197,8 @@ def test_the_form_answers_the_same_for_known_and_unknown_addresses(settings: Set
         assert "gina@example.org" in (await client.get(link)).text
         assert (await client.post(link)).status_code == 200 and not subscribed(mailer, "gina@example.org")
         assert rows(mailer, "SELECT kind, status, email FROM notice") == [("unsubscribe-link", "sent", "gina@example.org")]
+        (sid,), = rows(mailer, "SELECT id FROM subscriber")
+        assert "notice unsubscribe-link (sent)" in [line.what for line in mailer.subscriber_history(sid)]
         assert rows(mailer, "SELECT method FROM subscriber_event WHERE kind = 'unsubscribed'") == [("form",)]
     run(settings, scenario)
 
