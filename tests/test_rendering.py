@@ -8,20 +8,18 @@ import pytest
 
 from mailer.app import Mailer
 from mailer.settings import Settings
-from tests.browser import CHROMIUM, FLAGS, require_chromium
+from tests.browser import chromium, require_chromium
 from tests.conftest import ISSUE_2021, ISSUE_2026
 
 require_chromium()
 
-from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield browser
-        browser.close()
+    with chromium() as launched:
+        yield launched
 
 
 def open_mail(browser: Browser, html: Path, width: int) -> Page:

@@ -12,6 +12,7 @@ from xml.etree import ElementTree
 import httpx
 import pytest
 from sqlalchemy import text
+from starlette.applications import Starlette
 
 from mailer.app import Mailer
 from mailer.capture import CaptureServer
@@ -24,11 +25,13 @@ from subscribers.errors import InvalidToken
 from tests.conftest import ISSUE_2026
 
 Scenario = Callable[[httpx.AsyncClient, Mailer, CaptureServer], Awaitable[Any]]
+AppScenario = Callable[[httpx.AsyncClient, Mailer, CaptureServer, Starlette], Awaitable[Any]]
 NO_WAIT = Limits(min_fill_seconds=0)
 
 
-def run(settings: Settings, scenario: Scenario, *, limits: Limits = NO_WAIT, rule: Any = None) -> Any:
-    """A capture relay, the Mailer core over the test's SQLite file, the app, and an httpx client on it."""
+def run_app(settings: Settings, scenario: AppScenario, *, limits: Limits = NO_WAIT, rule: Any = None) -> Any:
+    """A capture relay, the Mailer core over the test's SQLite file, the app, and an httpx client on it;
+    the scenario gets all four (the app, to call or wrap it directly)."""
     async def main() -> Any:
         async with CaptureServer(rule=rule) as relay:
             mailer = Mailer(settings.with_overrides(smtp=parse_smtp_url(relay.url)))
@@ -36,10 +39,15 @@ def run(settings: Settings, scenario: Scenario, *, limits: Limits = NO_WAIT, rul
             transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
                 try:
-                    return await scenario(client, mailer, relay)
+                    return await scenario(client, mailer, relay, app)
                 finally:
                     mailer.close()
     return asyncio.run(main())
+
+
+def run(settings: Settings, scenario: Scenario, *, limits: Limits = NO_WAIT, rule: Any = None) -> Any:
+    """run_app for scenarios that do not need the app itself."""
+    return run_app(settings, lambda client, mailer, relay, app: scenario(client, mailer, relay), limits=limits, rule=rule)
 
 
 def rows(mailer: Mailer, sql: str, **params: Any) -> list[tuple[Any, ...]]:

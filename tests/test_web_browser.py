@@ -31,13 +31,13 @@ from mailer.capture import CaptureServer, Received, capture_in_thread
 from mailer.i18n import page_strings
 from mailer.issue import load_issue
 from mailer.settings import load_settings
-from tests.browser import CHROMIUM, FLAGS, require_chromium
+from tests.browser import chromium, require_chromium
 from tests.conftest import ISSUE_2026
 
 require_chromium()
 
 import uvicorn  # noqa: E402
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, BrowserContext, Page  # noqa: E402
 
 from mailer.web import create_app  # noqa: E402
 from mailer.web.security import Limits  # noqa: E402
@@ -183,10 +183,8 @@ def running_site(tmp_path: Path, rule: Callable[[str], str | None] | None = GHOS
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield browser
-        browser.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
