@@ -19,7 +19,9 @@ DEFAULT_CONFIG = PROJECT_ROOT / "config" / "mailer.toml"
 TEMPLATES_DIR = PROJECT_ROOT / "templates"
 
 # Signs links on a developer's machine only; refused whenever MAILER_ENV is not "development".
-LANGUAGES = ("it", "en")  # the languages the newsletter, its pages and its notices are written in
+# The languages the newsletter, its pages and its notices are written in, each named in itself.
+LANGUAGE_NAMES = {"it": "Italiano", "en": "English"}
+LANGUAGES = tuple(LANGUAGE_NAMES)
 DEVELOPMENT_SECRET_KEY = "development-key-not-secret"
 MIN_SECRET_KEY_BYTES = 32
 

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from mailer.i18n import negotiate, page_strings
-from mailer.settings import LANGUAGES, TEMPLATES_DIR
+from mailer.settings import LANGUAGE_NAMES, LANGUAGES, TEMPLATES_DIR
 from mailer.web.security import csrf_token
 
 
@@ -51,6 +51,7 @@ def render(request: Request, template: str, *, language: str | None = None, stat
         lang=lang,
         t=page_strings(lang),
         other_lang=other,
+        languages=LANGUAGE_NAMES,
         other_lang_url=f"?lang={other}",  # query only: a path like //other.site/ must not become a link there
         csrf=csrf_token(request) if template.startswith("admin/") else "",
         **context,
