@@ -96,30 +96,27 @@ async def subscribe(request: Request) -> Response:
     if request.method == "GET":
         return _signup_page(request, offered, lang, {}, {"language": lang, "lists": [o.id for o in offered][:1]})
     form = await request.form()
-    values = {
-        "name": _text(form, "name"), "email": _text(form, "email"),
-        "language": _text(form, "language") if _text(form, "language") in LANGUAGES else lang,
-        "lists": list_ids(form),
-    }
+    name, email, lists = _text(form, "name"), _text(form, "email"), list_ids(form)
+    language = _text(form, "language") if _text(form, "language") in LANGUAGES else lang
     errors: dict[str, str] = {}
     if not _human(request, form):
         errors["form"] = "subscribe_error_fast"
     if form.get("consent") != "yes":
         errors["consent"] = "subscribe_error_consent"
-    if not values["lists"] or not set(values["lists"]) <= {o.id for o in offered}:
+    if not lists or not set(lists) <= {o.id for o in offered}:
         errors["lists"] = "subscribe_error_lists"
     try:
-        values["email"] = normalise_address(values["email"])
+        email = normalise_address(email)
     except InvalidAddress:
         errors["email"] = "subscribe_error_email"
     if errors:
+        values = {"name": name, "email": email, "language": language, "lists": lists}
         return _signup_page(request, offered, lang, errors, values, status=400)
     limit(request, "form_per_client")
-    limit(request, "form_per_address", f"subscribe:{values['email']}")
+    limit(request, "form_per_address", f"subscribe:{email}")
     response = render(request, "subscribe_sent.html.j2")  # the same whether the address is new, known or limited
     response.background = BackgroundTask(  # looking the address up comes after the answer, so timing tells nothing
-        mailer.mail_signup_confirmation, email=values["email"], name=values["name"], language=values["language"],
-        list_ids=values["lists"],
+        mailer.mail_signup_confirmation, email=email, name=name, language=language, list_ids=lists,
     )
     return response
 
