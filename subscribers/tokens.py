@@ -17,7 +17,6 @@ from subscribers.errors import InvalidToken
 
 UNSUBSCRIBE = "unsubscribe"
 MANAGE = "manage"
-CONFIRM = "confirm"
 BOUNCE = "bounce"
 SIGNUP = "signup"
 UNSUBSCRIBE_LINK = "unsubscribe-link"
@@ -54,7 +53,6 @@ class TokenSigner:
         keys = list(reversed(secret_keys))  # settings list newest first; itsdangerous signs with the last
         self._unsubscribe = URLSafeSerializer(keys, salt=UNSUBSCRIBE)
         self._manage = URLSafeSerializer(keys, salt=MANAGE)
-        self._confirm = URLSafeTimedSerializer(keys, salt=CONFIRM)
         self._bounce = Signer(keys, salt=BOUNCE, sep=".")
         self._signup = URLSafeTimedSerializer(keys, salt=SIGNUP)
         self._unsubscribe_link = URLSafeTimedSerializer(keys, salt=UNSUBSCRIBE_LINK)
@@ -75,12 +73,6 @@ class TokenSigner:
 
     def read_manage_token(self, token: str) -> Claim:
         return _claim(self._manage, token, "manage")
-
-    def confirm_token(self, subscriber_id: int, list_id: int, version: int) -> str:
-        return str(self._confirm.dumps([subscriber_id, list_id, version]))
-
-    def read_confirm_token(self, token: str) -> Claim:
-        return _claim(self._confirm, token, "confirmation", max_age=self._confirm_max_age)
 
     def signup_token(self, signup: Signup) -> str:
         return str(self._signup.dumps([signup.email, signup.name, signup.language, list(signup.list_ids), signup.consent_version]))

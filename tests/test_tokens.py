@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from subscribers.errors import InvalidToken
-from subscribers.tokens import Claim, TokenSigner
+from subscribers.tokens import Claim, Signup, TokenSigner
 
 
 def test_round_trip_and_no_expiry_for_unsubscribe() -> None:
@@ -30,7 +30,7 @@ def test_purposes_do_not_mix() -> None:
     with pytest.raises(InvalidToken):
         signer.read_manage_token(signer.unsubscribe_token(1, 1, 0))
     with pytest.raises(InvalidToken):
-        signer.read_unsubscribe_token(signer.confirm_token(1, 1, 0))
+        signer.read_unsubscribe_token(signer.signup_token(Signup("a@example.org", "", "it", (1,), "v1")))
 
 
 def test_rotation_newest_signs_all_verify() -> None:
@@ -48,7 +48,7 @@ def test_rotation_newest_signs_all_verify() -> None:
 def test_confirmation_links_expire() -> None:
     signer = TokenSigner(["k"], confirm_max_age=-1)
     with pytest.raises(InvalidToken, match="expired"):
-        signer.read_confirm_token(signer.confirm_token(1, 1, 0))
+        signer.read_signup_token(signer.signup_token(Signup("a@example.org", "", "it", (1,), "v1")))
 
 
 def test_bounce_tags() -> None:

@@ -426,7 +426,6 @@ def test_no_token_works_for_another_purpose(settings: Settings) -> None:
             "manage": mailer.signer.manage_token(sid, 0),
             "unsubscribe-link": mailer.signer.unsubscribe_link_token(sid, 0),
             "signup": mailer.signer.signup_token(Signup("eva@example.org", "Eva", "it", (list_id(mailer),), "x")),
-            "confirm": mailer.signer.confirm_token(sid, list_id(mailer), 0),
             "form": mailer.signer.form_stamp(),
             "bounce": mailer.signer.bounce_tag(sid),
         }
