@@ -1,13 +1,13 @@
 """Signed tokens (itsdangerous): one salt per purpose, a list of keys for rotation (newest signs, all verify).
 
-Unsubscribe and manage links never expire; confirmation links do. Each token carries the subscriber's
-token version, so the store can revoke every link of one subscriber by bumping it.
+Unsubscribe and manage links never expire; signup confirmations (7 days), the unsubscribe form's links (24 h)
+and form stamps do. Subscriber tokens carry the subscriber's token version, so the store can revoke every
+link of one subscriber by bumping it; a signup confirmation carries the whole request instead.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
-
 from datetime import datetime, timezone
 from typing import Any
 
