@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import textwrap
 import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -24,6 +25,9 @@ from mailer.markdown_text import markdown_to_text
 from mailer.settings import TEMPLATES_DIR, NewsletterSettings
 
 from mailer.slots import EMAIL_SLOT, PREFERENCES_SLOT, SLOTS, UNSUBSCRIBE_SLOT  # noqa: F401  (re-exported)
+
+SIGNATURE_SEPARATOR = "-- "  # RFC 3676: mail clients hide or grey what follows
+TEXT_WIDTH = 72  # the text part's sentences; with a quoted-printable soft break, lines stay within 78
 
 # Gmail clips an HTML body past ~102 KB and hides the rest (our footer with the unsubscribe link).
 GMAIL_CLIP_BYTES = 102_000
@@ -58,7 +62,7 @@ def strings(language: str) -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         autoescape=jinja2.select_autoescape(enabled_extensions=("mjml.j2", "html.j2", "html")),
         undefined=jinja2.StrictUndefined,
@@ -66,6 +70,28 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["wrap_text"] = wrap_text
+    env.filters["heading"] = heading
+    return env
+
+
+def heading(title: str, rule: str) -> str:
+    """A text-part heading: the title wrapped, underlined as long as its longest line."""
+    lines = wrap_text(title).split("\n")
+    return "\n".join(lines) + "\n" + rule * max(len(line) for line in lines)
+
+
+def wrap_text(text: str, width: int = TEXT_WIDTH) -> str:
+    """A sentence of the text part wrapped to `width`, each recipient's slot on a line of its own, so that a
+    long address spliced in later cannot push a line past 78 columns."""
+    pieces = re.split("(" + "|".join(map(re.escape, SLOTS)) + ")", text)
+    lines: list[str] = []
+    for piece in pieces:
+        if piece in SLOTS:
+            lines.append(piece)
+        elif piece.strip():
+            lines += textwrap.wrap(piece.strip(), width=width, break_long_words=False, break_on_hyphens=False)
+    return "\n".join(lines)
 
 
 def date_line(issue: Issue) -> str:
@@ -159,7 +185,7 @@ def inline_css(html: str) -> str:
 
 
 def _tidy_text(text: str) -> str:
-    """At most one blank line in a row, no trailing spaces, one final newline."""
-    lines = [line.rstrip() for line in text.split("\n")]
+    """At most one blank line in a row, no trailing spaces (but the signature separator's, '-- '), one final newline."""
+    lines = [line if line == SIGNATURE_SEPARATOR else line.rstrip() for line in text.split("\n")]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
     return text.strip() + "\n"

@@ -78,3 +78,24 @@ def test_premailer_defaults_would_break_the_layout() -> None:
 def test_date_line_from_issue_id(settings: Settings) -> None:
     issue = load_issue(ISSUE_2026)
     assert date_line(issue) == "Maggio 2026"
+
+
+@pytest.mark.parametrize("issue_path", [ISSUE_2026, ISSUE_2021])
+def test_the_text_part_keeps_to_78_columns_with_a_real_signature_separator(settings: Settings, issue_path) -> None:  # type: ignore[no-untyped-def]
+    """Every line within 78 columns, the footer and a long recipient address included; only a bare URL longer
+    than that stays whole (breaking it would break the link)."""
+    from email import message_from_bytes, policy
+
+    from mailer.app import Mailer
+    from mailer.message import Recipient
+
+    mailer = Mailer(settings)
+    composed = mailer.check_issue(issue_path).composed
+    address = "giulia.ferrero-lo-russo.relazioni.internazionali@example.org"
+    data = mailer.builder_for(composed, 3, 1).build(Recipient(address, "Giulia", 9, 0, 5)).data
+    text = message_from_bytes(data, policy=policy.default).get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    lines = text.replace("\r\n", "\n").split("\n")
+    too_long = [line for line in lines if len(line) > 78 and (" " in line or not line.startswith(("http", "www.")))]
+    assert too_long == []
+    assert "-- " in lines and address in lines  # the separator keeps its space; the address has a line of its own
+    mailer.close()
