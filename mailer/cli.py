@@ -333,6 +333,10 @@ def admin_add_user(
     """Create an operator (or set a new password for one). The password is asked for twice unless piped in."""
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
+    elif not sys.stdin.isatty():
+        from mailer.errors import MailerError
+
+        raise MailerError("no terminal to ask for the password on: pipe it in with --password-stdin")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     created = _mailer().add_admin_user(username, password)

@@ -236,3 +236,14 @@ def test_the_cli_module_imports_nothing_heavy() -> None:
     probe = f"import sys, mailer.cli; print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r} or m.startswith('mailer.') and m != 'mailer.cli'))"
     result = subprocess.run([MAILER[0], "-c", probe], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_admin_add_user_without_a_terminal_says_how(env: dict[str, str]) -> None:
+    result = run(["admin", "add-user", "redazione"], env, stdin="")
+    assert result.returncode == 1 and one_line_error(result) == (
+        "error: no terminal to ask for the password on: pipe it in with --password-stdin"
+    )
+    short = run(["admin", "add-user", "redazione", "--password-stdin"], env, stdin="short\n")
+    assert one_line_error(short) == "error: the password must be at least 12 characters long"
+    ok = run(["admin", "add-user", "redazione", "--password-stdin"], env, stdin="a long enough password\n")
+    assert ok.returncode == 0 and "operator 'redazione' created" in ok.stdout
