@@ -12,16 +12,10 @@ from mailer.archive import Archive
 from mailer.operators import Operators
 from mailer.people import People
 from mailer.recipients import Recipients
-from mailer.report import CampaignLine, Report, campaign_history, delivery_report
+from mailer.reports import Reports
 from mailer.sending import Sending
 
 
-class Mailer(Sending, People, Recipients, Archive, Operators):
-    """One per process (or per test): the use cases of sending, subscribers, recipients, archive and operators."""
-
-    def report(self, selector: str | None = None) -> Report:
-        """A campaign's delivery report: by id, by issue id, or the newest campaign."""
-        return delivery_report(self.engine, selector)
-
-    def campaign_history(self, limit: int = 24) -> list[CampaignLine]:
-        return campaign_history(self.engine, limit)
+class Mailer(Sending, People, Recipients, Archive, Operators, Reports):
+    """One per process (or per test): the use cases of sending, subscribers, recipients, archive, operators
+    and reports. `mailer.reports.Reports(settings)` alone serves the report commands: it imports no ORM."""

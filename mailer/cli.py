@@ -16,14 +16,19 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from mailer.app import Mailer
+    from mailer.checking import Checking
     from mailer.issue import Issue
+    from mailer.reports import Reports
     from mailer.models import Campaign
     from mailer.sending import SendPlan
 
-app = typer.Typer(help="Compose and send the newsletter; manage subscribers; read delivery reports.", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-issue_app = typer.Typer(help="Work with issue files.", no_args_is_help=True)
-subscribers_app = typer.Typer(help="Manage subscribers and lists.", no_args_is_help=True)
-admin_app = typer.Typer(help="Operators of the web app's /admin/ area.", no_args_is_help=True)
+# Plain (click-style) help and usage errors: Rich's help formatter alone takes longer to import (~0.17 s)
+# than the whole start-up budget leaves it (bench/cli_startup.py).
+PLAIN = {"no_args_is_help": True, "rich_markup_mode": None}
+app = typer.Typer(help="Compose and send the newsletter; manage subscribers; read delivery reports.", add_completion=False, pretty_exceptions_enable=False, **PLAIN)
+issue_app = typer.Typer(help="Work with issue files.", **PLAIN)
+subscribers_app = typer.Typer(help="Manage subscribers and lists.", **PLAIN)
+admin_app = typer.Typer(help="Operators of the web app's /admin/ area.", **PLAIN)
 app.add_typer(issue_app, name="issue")
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(admin_app, name="admin")
@@ -44,17 +49,21 @@ def main() -> None:
 
 def error_message(exc: Exception) -> str:
     """The line a user reads for an error; an unexpected one says so instead of showing a traceback."""
-    from sqlalchemy.exc import DatabaseError
+    import sqlite3
 
     from mailer.errors import IssueError, MailerError
     from subscribers.errors import CsvImportError, StoreError
+
+    sqlalchemy_errors = sys.modules.get("sqlalchemy.exc")  # loaded if SQLAlchemy was: else none of its errors can occur
 
     if isinstance(exc, (IssueError, CsvImportError)):  # already one 'file:line: ...' line per problem
         return str(exc)
     if isinstance(exc, (MailerError, StoreError)):
         return f"error: {exc}"
-    if isinstance(exc, DatabaseError):  # unreachable, locked, read-only, not a database
+    if sqlalchemy_errors and isinstance(exc, sqlalchemy_errors.DatabaseError):  # unreachable, locked, read-only, not a database
         return f"error: database: {getattr(exc, 'orig', None) or exc}{_which_database()}"
+    if isinstance(exc, sqlite3.Error):  # the same, met on the reports' path (mailer.reader)
+        return f"error: database: {exc}{_which_database()}"
     if isinstance(exc, OSError):
         where = f" {exc.filename}" if exc.filename else ""
         return f"error:{where}: {exc.strerror or exc}"
@@ -98,12 +107,31 @@ def _mailer() -> "Mailer":
     return Mailer(load_settings())
 
 
+# Commands that need less than the whole core construct only their part of it, and start sooner
+# (bench/cli_startup.py): reports read through the DB-API driver, checks need no database at all.
+
+def _reports() -> "Reports":
+    from mailer.reports import Reports
+    from mailer.settings import load_settings
+
+    return Reports(load_settings())
+
+
+def _checking() -> "Checking":
+    from mailer.checking import Checking
+    from mailer.settings import load_settings
+
+    return Checking(load_settings())
+
+
 # ---- issues ---------------------------------------------------------------------------------------------
 
 @issue_app.command("check")
 def issue_check(file: Path) -> None:
-    """Validate an issue file: every error (with file and line) fails; warnings are listed once."""
-    check = _mailer().check_issue(file)
+    """Validate an issue file.
+
+    Every error (with file and line) fails the check; warnings are listed once."""
+    check = _checking().check_issue(file)
     _print_warnings(check.issue, check.composed.warnings)
     items = len(check.issue.items)
     say(f"{file}: ok: {len(check.issue.sections)} sections, {items} items, {len(check.issue.warnings)} warnings, "
@@ -119,8 +147,10 @@ def _print_warnings(issue: "Issue", composed_warnings: list[str]) -> None:
 
 @app.command()
 def preview(file: Path, out_dir: Path = typer.Option(..., "--out", help="Folder for index.html, message.txt, message.eml")) -> None:
-    """Write the HTML part, the text part and the whole message as one sample recipient gets it."""
-    check, files = _mailer().preview(file, out_dir)
+    """Write the HTML, text and whole message of a sample.
+
+    The HTML part, the text part and the whole message as one sample recipient gets it."""
+    check, files = _checking().preview(file, out_dir)
     _print_warnings(check.issue, check.composed.warnings)
     for kind, path in files.items():
         say(f"{kind:5} {path}")
@@ -219,8 +249,10 @@ def report(
     campaign: Optional[str] = typer.Argument(None, help="Campaign id or issue id (default: the latest campaign)"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table"),
 ) -> None:
-    """Delivery report of a campaign: counts by status, bounces, sending time, rate, top bounce reasons."""
-    result = _mailer().report(campaign)
+    """Delivery report of a campaign.
+
+    Counts by status, bounces, sending time, rate, top bounce reasons."""
+    result = _reports().report(campaign)
     if as_json:
         print(result.to_json())
     else:
@@ -234,12 +266,14 @@ def campaigns(
     limit: int = typer.Option(24, help="How many, newest first"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table"),
 ) -> None:
-    """Delivery figures of recent campaigns side by side: how each issue fared over time."""
+    """Recent campaigns side by side.
+
+    Delivery figures of each: how each issue fared over time."""
     from dataclasses import asdict
 
     from mailer.report import render_history, to_json
 
-    lines = _mailer().campaign_history(limit)
+    lines = _reports().campaign_history(limit)
     if as_json:
         print(to_json([asdict(line) for line in lines]))
     else:
@@ -270,14 +304,18 @@ def subscribers_add(
     name: str = typer.Option("", "--name"),
     language: Optional[str] = typer.Option(None, "--language", help="it or en (default: keep theirs; the list's for someone new)"),
 ) -> None:
-    """Add one subscriber by hand (an operator's action: re-subscribes someone who had left)."""
+    """Add one subscriber by hand.
+
+    An operator's action: it re-subscribes someone who had left."""
     address, added = _mailer().add_subscriber(email, list_name, name=name, language=language)
     say(f"{address}: {'added to' if added else 'already on'} '{list_name}'")
 
 
 @subscribers_app.command("remove")
 def subscribers_remove(email: str, list_name: Optional[str] = typer.Option(None, "--list", help="Only this list (default: all)")) -> None:
-    """Unsubscribe an address (recorded as an operator's action); the record stays, so imports do not bring it back."""
+    """Unsubscribe an address from a list.
+
+    Recorded as an operator's action; the record stays, so imports do not bring it back."""
     address, ended = _mailer().remove_subscriber(email, list_name)
     say(f"{address}: {ended} subscription(s) ended")
 
@@ -298,7 +336,9 @@ def subscribers_export(
     output: Path = typer.Option(..., "--out", help="CSV file to write"),
     status: Optional[str] = typer.Option(None, "--status"),
 ) -> None:
-    """Write subscribers to a CSV file that `subscribers import` reads back."""
+    """Write subscribers to a CSV file.
+
+    `subscribers import` reads the file back."""
     count = _mailer().export_subscribers(output, list_name, status)
     say(f"{count} subscribers written to {output}")
 
@@ -313,7 +353,9 @@ def serve(
         "127.0.0.1", help="Reverse proxies whose X-Forwarded-For is trusted (their addresses; never '*')"
     ),
 ) -> None:
-    """Serve the web app: unsubscribe and preferences pages, signup, archive, and /admin/ for operators."""
+    """Serve the web app.
+
+    Unsubscribe and preferences pages, signup, archive, and /admin/ for operators."""
     import uvicorn
 
     from mailer.web import create_app
@@ -350,7 +392,9 @@ def capture_server(
     port: int = typer.Option(8025, help="Port on 127.0.0.1"),
     maildir: Path = typer.Option(Path("var/maildir"), help="Maildir that receives every message"),
 ) -> None:
-    """Run a local SMTP server that keeps every message in a Maildir (the default relay in config)."""
+    """Run a local SMTP server that keeps every message.
+
+    Messages go to a Maildir; this is the default relay in config."""
     import asyncio
 
     from mailer.capture import CaptureServer
@@ -374,7 +418,9 @@ def demo(
     serve_web: bool = typer.Option(False, "--serve", help="Then serve the web app on the demo's database"),
     port: int = typer.Option(8000, help="Port for --serve"),
 ) -> None:
-    """The whole path on the embedded default: SQLite, sample subscribers, capture SMTP server, real dispatcher."""
+    """Run the whole path on the embedded default.
+
+    SQLite, sample subscribers, capture SMTP server, real dispatcher."""
     from mailer.demo import run_demo
 
     run_demo(folder, issue_file, subscribers, _console(), serve_port=port if serve_web else None)

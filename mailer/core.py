@@ -9,20 +9,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import Engine
-from sqlmodel import Session
-
 from mailer.errors import IssueError, SettingsError
+from mailer.reader import Reader, open_sqlite_reader
 from mailer.settings import NewsletterSettings, Settings
 from subscribers.tokens import TokenSigner
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlmodel import Session
+
     from mailer.issue import Issue
     from mailer.transport import SmtpConnection
 
 
 class Core:
-    def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
+    def __init__(self, settings: Settings, *, engine: "Engine | None" = None) -> None:
         self.settings = settings
         self.signer = TokenSigner(settings.secret_keys)
         self._engine = engine
@@ -30,7 +31,7 @@ class Core:
         self.archive_cache: dict[tuple[str, str, str], str] = {}  # (newsletter, issue, digest) -> composed page
 
     @property
-    def engine(self) -> Engine:
+    def engine(self) -> "Engine":
         """The database, opened (and migrated) on first use: commands that need none never touch it."""
         if self._engine is None:
             from mailer.database import open_database
@@ -44,8 +45,10 @@ class Core:
             self._engine = None
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self) -> Iterator["Session"]:
         """One unit of work: committed when the block ends normally, rolled back otherwise."""
+        from sqlmodel import Session
+
         with Session(self.engine, expire_on_commit=False) as session:
             try:
                 yield session
@@ -53,6 +56,20 @@ class Core:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def reading(self) -> Iterator[Reader]:
+        """A DB-API connection for the report queries. Until something else opens the engine, a current SQLite
+        database is read through the sqlite3 module alone (SQLAlchemy takes longer to import than a report
+        takes to run); otherwise the engine lends one of its connections."""
+        reader = open_sqlite_reader(self.settings.database_url) if self._engine is None else None
+        if reader is None:
+            connection = self.engine.raw_connection()
+            reader = Reader(connection, sqlite=self.engine.dialect.name == "sqlite")
+        try:
+            yield reader
+        finally:
+            reader.close()
 
     def senders(self, count: int | None = None) -> list["SmtpConnection"]:
         from mailer.transport import SmtpConnection

@@ -14,6 +14,7 @@ from sqlmodel import create_engine
 
 import mailer.models  # noqa: F401  (registers the ledger tables)
 from mailer.errors import DatabaseUnavailable
+from mailer.reader import SCHEMA_HEAD
 from mailer.settings import mask_url
 import subscribers.models  # noqa: F401  (registers the store tables)
 
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-SCHEMA_HEAD = "0002"  # the newest migration (tests/test_database.py checks it): a current schema needs no Alembic
 
 
 def open_database(url: str) -> Engine:

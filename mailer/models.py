@@ -2,37 +2,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import Index, Text
 from sqlmodel import Column, Field, SQLModel, UniqueConstraint
 
+from mailer.statuses import FINAL_STATUSES, CampaignStatus, DeliveryStatus  # noqa: F401  (re-exported)
 from subscribers.models import utcnow
-
-
-class CampaignStatus(StrEnum):
-    SENDING = "sending"  # has deliveries still queued, in flight or deferred
-    DONE = "done"  # every delivery has a final status
-
-
-class DeliveryStatus(StrEnum):
-    QUEUED = "queued"
-    SENDING = "sending"  # claimed by a worker under a lease
-    SENT = "sent"
-    DEFERRED = "deferred"  # 4xx or lost connection: retried after a backoff
-    BOUNCED = "bounced"  # 5xx at SMTP time
-    FAILED = "failed"  # deferred too many times
-    SKIPPED = "skipped"  # subscriber no longer active when the delivery was claimed
-    UNCERTAIN = "uncertain"  # lease ran out: may or may not have been sent; not resent automatically
-
-
-FINAL_STATUSES = (
-    DeliveryStatus.SENT,
-    DeliveryStatus.BOUNCED,
-    DeliveryStatus.FAILED,
-    DeliveryStatus.SKIPPED,
-    DeliveryStatus.UNCERTAIN,
-)
 
 
 class Campaign(SQLModel, table=True):

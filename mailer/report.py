@@ -1,4 +1,5 @@
-"""Delivery report of a campaign: the query, the model, and its table and JSON renderings."""
+"""Delivery reports: the models (a campaign's report, a line of the campaign history) and their table and
+JSON renderings. The queries that fill them are in mailer.ledger_report."""
 from __future__ import annotations
 
 import json
@@ -6,15 +7,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import distinct, func, select
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, col
-from sqlmodel import select as sm_select
-
-from mailer import ledger
-from mailer.errors import NotFound
-from mailer.models import BounceEvent, Campaign, DeliveryStatus
-from subscribers.models import EventKind, MailingList, SubscriberEvent
+from mailer.statuses import DeliveryStatus
 
 if TYPE_CHECKING:  # Rich is imported by the renderers only: JSON output and the web app need none of it
     from rich.console import Group
@@ -71,70 +64,6 @@ def _iso(value: Any) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def resolve_campaign(session: Session, selector: str | None) -> Campaign:
-    """A campaign by id, by issue id (its newest campaign), or the newest of all when selector is None."""
-    query = sm_select(Campaign).order_by(col(Campaign.id).desc())
-    if selector is not None:
-        query = query.where(Campaign.id == int(selector)) if selector.isdigit() else query.where(Campaign.issue == selector)
-    campaign = session.exec(query).first()
-    if campaign is None:
-        raise NotFound("no campaign yet" if selector is None else f"no campaign {selector!r}")
-    return campaign
-
-
-B = BounceEvent.__table__.c  # type: ignore[attr-defined]
-U = SubscriberEvent.__table__.c  # type: ignore[attr-defined]
-
-
-def delivery_report(engine: Engine, selector: str | None = None, *, top: int = 5) -> Report:
-    with Session(engine) as session:
-        campaign = resolve_campaign(session, selector)
-        mailing_list = session.get(MailingList, campaign.list_id)
-        session.expunge_all()
-    cid = campaign.id or 0
-    counts = {s: 0 for s in STATUS_ORDER} | ledger.count_by_status(engine, cid)
-    with engine.connect() as conn:
-        kinds: dict[str, int] = {
-            kind: n
-            for kind, n in conn.execute(
-                select(B.kind, func.count(distinct(B.delivery_id))).where(B.campaign_id == cid).group_by(B.kind)
-            )
-        }
-        reasons = [
-            BounceReason(kind, code, reason, n)
-            for kind, code, reason, n in conn.execute(
-                select(B.kind, B.smtp_code, B.reason_group, func.count())
-                .where(B.campaign_id == cid)
-                .group_by(B.kind, B.smtp_code, B.reason_group)
-                .order_by(func.count().desc(), B.smtp_code)
-                .limit(top)
-            )
-        ]
-        unsubscribed = conn.execute(select(func.count()).where(U.campaign_id == cid, U.kind == EventKind.UNSUBSCRIBED)).scalar_one()
-    duration = campaign.sending_seconds or None  # summed over the runs: reruns days apart do not dilute the rate
-    sent = counts[DeliveryStatus.SENT]
-    waiting = campaign.status != "done" and not any(counts[s] for s in ("queued", "sending")) and counts["deferred"] > 0
-    return Report(
-        campaign_id=cid,
-        newsletter=campaign.newsletter,
-        issue=campaign.issue,
-        list_name=mailing_list.name if mailing_list else str(campaign.list_id),
-        subject=campaign.subject,
-        status=campaign.status,
-        total=sum(counts.values()),
-        counts=counts,
-        bounced_hard=kinds.get("hard", 0),
-        bounced_soft=kinds.get("soft", 0),
-        unsubscribed=unsubscribed,
-        started_at=campaign.started_at,
-        finished_at=campaign.finished_at,
-        duration_seconds=duration,
-        rate_per_second=(sent / duration) if duration else None,
-        top_reasons=reasons,
-        retry_at=ledger.next_retry_at(engine, cid) if waiting else None,
-    )
 
 
 ROWS = [
@@ -195,29 +124,6 @@ class CampaignLine:
     deferred: int
     failed: int
     unsubscribed: int
-
-
-def campaign_history(engine: Engine, limit: int = 24) -> list[CampaignLine]:
-    """The newest campaigns first, with their delivery counts."""
-    D, C, L = ledger.D, ledger.C, MailingList.__table__.c  # type: ignore[attr-defined]
-
-    def status_count(status: DeliveryStatus) -> Any:
-        return select(func.count()).where(D.campaign_id == C.id, D.status == status).scalar_subquery()
-
-    query = (
-        select(
-            C.id, C.newsletter, C.issue, L.name, C.status, C.started_at,
-            select(func.count()).where(D.campaign_id == C.id).scalar_subquery(),
-            status_count(DeliveryStatus.SENT), status_count(DeliveryStatus.BOUNCED),
-            status_count(DeliveryStatus.DEFERRED), status_count(DeliveryStatus.FAILED),
-            select(func.count()).where(U.campaign_id == C.id, U.kind == EventKind.UNSUBSCRIBED).scalar_subquery(),
-        )
-        .join_from(Campaign.__table__, MailingList.__table__, L.id == C.list_id)  # type: ignore[attr-defined]
-        .order_by(C.id.desc())
-        .limit(limit)
-    )
-    with engine.connect() as conn:
-        return [CampaignLine(*row) for row in conn.execute(query)]  # type: ignore[call-arg]  # columns in field order
 
 
 def render_history(lines: list[CampaignLine]) -> "Table":

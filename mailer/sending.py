@@ -1,4 +1,5 @@
-"""Use cases of the send path: check and preview an issue, plan a send, start it, run it, test-send.
+"""Use cases of the send path: plan a send, start it, run it, test-send (checking and previewing an issue
+are in mailer.checking).
 
 Each step lives in its own module (issue, compose, message, ledger, dispatch, transport); this mixin of
 the application core (mailer.app.Mailer) wires them, so the CLI, the web app and the tests call one thing.
@@ -10,16 +11,15 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from email import message_from_bytes, policy
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mailer import ledger
 from mailer.bounces import classify
-from mailer.core import Core
+from mailer.checking import PREVIEW_RECIPIENT, Checking, IssueCheck  # noqa: F401  (re-exported)
 from mailer.errors import MailerError
 from mailer.issue import Issue, load_issue
-from mailer.message import MessageBuilder, Recipient
+from mailer.message import Recipient
 from mailer.models import Campaign, DeliveryStatus
 from subscribers.models import MailingList
 from subscribers.store import count_active, get_list
@@ -28,9 +28,6 @@ if TYPE_CHECKING:  # the composer, dispatcher and transport are imported when a 
     from mailer.compose import Composed
     from mailer.dispatch import RunSummary
     from mailer.replies import SmtpReply
-
-PREVIEW_RECIPIENT = Recipient("anteprima@example.org", "Anteprima Redazione")
-
 
 @dataclass(frozen=True)
 class SendPlan:
@@ -60,16 +57,6 @@ class SendPlan:
 
 
 @dataclass(frozen=True)
-class IssueCheck:
-    issue: Issue
-    composed: "Composed"
-
-    @property
-    def html_bytes(self) -> int:
-        return len(self.composed.html.encode("utf-8"))
-
-
-@dataclass(frozen=True)
 class SendOutcome:
     """What a run of a campaign did, and what is left for the next one."""
 
@@ -78,33 +65,7 @@ class SendOutcome:
     next_retry: datetime | None  # when the first deferred delivery is due again
 
 
-class Sending(Core):
-    def check_issue(self, path: str | Path) -> IssueCheck:
-        """Load, validate and compose an issue file (raises IssueError with every problem found)."""
-        from mailer.compose import compose
-
-        issue = load_issue(path)
-        return IssueCheck(issue, compose(issue, self.newsletter_for(issue), self.settings.base_url))
-
-    def preview(self, path: str | Path, out: Path) -> tuple[IssueCheck, dict[str, Path]]:
-        """index.html (the HTML part), message.txt (the text part), message.eml (the whole message) for one sample recipient."""
-        check = self.check_issue(path)
-        outgoing = self.builder_for(check.composed).build(PREVIEW_RECIPIENT)
-        parsed = message_from_bytes(outgoing.data, policy=policy.default)
-        text_part, html_part = list(parsed.iter_parts())  # type: ignore[attr-defined]
-        files = {"html": out / "index.html", "text": out / "message.txt", "eml": out / "message.eml"}
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            files["html"].write_text(html_part.get_content(), encoding="utf-8")
-            files["text"].write_text(text_part.get_content(), encoding="utf-8")
-            files["eml"].write_bytes(outgoing.data)
-        except OSError as exc:
-            raise MailerError(f"cannot write the preview to {out}: {exc.strerror or exc}") from None
-        return check, files
-
-    def builder_for(self, composed: Composed, campaign_id: int = 0, list_id: int = 0) -> MessageBuilder:
-        return MessageBuilder(composed, self.signer, base_url=self.settings.base_url, campaign_id=campaign_id, list_id=list_id)
-
+class Sending(Checking):
     def plan_send(self, issue: Issue, list_name: str | None) -> SendPlan:
         """What a send of this issue to this list would do now; changes nothing but settling a killed run's leases."""
         from mailer.compose import compose

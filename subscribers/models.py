@@ -2,27 +2,15 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from enum import StrEnum
 
 from sqlalchemy import Text
 from sqlmodel import Column, Field, SQLModel, UniqueConstraint
 
+from subscribers.statuses import EventKind, SubscriberStatus, SubscriptionStatus  # noqa: F401  (re-exported)
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-class SubscriberStatus(StrEnum):
-    PENDING = "pending"
-    ACTIVE = "active"
-    UNSUBSCRIBED = "unsubscribed"
-    BOUNCED = "bounced"
-    COMPLAINED = "complained"
-
-
-class SubscriptionStatus(StrEnum):
-    ACTIVE = "active"
-    UNSUBSCRIBED = "unsubscribed"
 
 
 class Subscriber(SQLModel, table=True):
@@ -56,15 +44,6 @@ class Subscription(SQLModel, table=True):
     status: str = Field(default=SubscriptionStatus.ACTIVE)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
-
-
-class EventKind(StrEnum):
-    """What happened to a subscriber, as recorded in subscriber_event."""
-
-    UNSUBSCRIBED = "unsubscribed"  # left a list (or all lists)
-    CONFIRMED = "confirmed"  # confirmed a subscription (double opt-in), or came back through a confirmation
-    PREFERENCES = "preferences"  # changed language or lists on the preferences page
-    SUBSCRIBED = "subscribed"  # put on a list by an operator (`subscribers add`); imports record their source instead
 
 
 class SubscriberEvent(SQLModel, table=True):

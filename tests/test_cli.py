@@ -143,6 +143,48 @@ def test_campaigns_over_time(env: dict[str, str], tmp_path: Path, relay: Capture
     assert [(c["issue"], c["sent"], c["bounced"], c["total"]) for c in lines] == [("2026-05", 1, 0, 1), ("2021-05", 1, 1, 2)]
     assert "2021-05" in run(["campaigns"], env).stdout
 
+    # The commands read through the sqlite3 module alone; the web app reads through its engine: same figures.
+    from dataclasses import asdict
+
+    from mailer.app import Mailer
+    from mailer.report import to_json
+    from mailer.settings import load_settings
+
+    mailer = Mailer(load_settings(env))
+    try:
+        assert json.loads(mailer.report("2021-05").to_json()) == json.loads(run(["report", "2021-05", "--json"], env).stdout)
+        assert json.loads(to_json([asdict(c) for c in mailer.campaign_history()])) == lines
+    finally:
+        mailer.close()
+
+
+MODULES_AT_EXIT = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: print('MODULES', *sorted(sys.modules), file=sys.stderr))\n"
+    "from mailer.cli import main\nmain()"
+)
+
+
+def modules_loaded(args: list[str], env: dict[str, str]) -> set[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", MODULES_AT_EXIT, *args], env={**os.environ, **env}, capture_output=True, text=True,
+        cwd=PROJECT_ROOT, timeout=120,
+    )
+    line = next(line for line in result.stderr.splitlines() if line.startswith("MODULES "))
+    return set(line.split()[1:])
+
+
+def test_report_help_and_check_commands_import_no_orm(env: dict[str, str], relay: CaptureServer) -> None:
+    """What keeps them starting fast (bench/cli_startup.py): SQLAlchemy and SQLModel take longer to import
+    than the whole start-up budget; pydantic comes with SQLModel, and with typer >= 0.29."""
+    env = {**env, "MAILER_SMTP_URL": relay.url}
+    assert run(["subscribers", "add", "a@example.org", "--list", "work-in-progress"], env).returncode == 0
+    assert run(["send", str(ISSUE_2026), "--yes"], env).returncode == 0
+    heavy = {"sqlalchemy", "sqlmodel", "pydantic", "alembic"}
+    for args in (["--help"], ["report"], ["report", "--json"], ["campaigns"], ["report", "9"], ["issue", "check", str(ISSUE_2026)]):
+        assert modules_loaded(args, env) & heavy == set(), args
+    assert "sqlalchemy" in modules_loaded(["subscribers", "list"], env)  # the check itself sees an import
+
 
 @pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
 def test_ctrl_c_stops_cleanly_and_the_next_run_finishes_the_job(

@@ -20,7 +20,7 @@ from mailer.capture import DROP, CaptureServer, Rule
 from mailer.dispatch import RunSummary
 from mailer.issue import load_issue
 from mailer.models import BounceEvent, Campaign, Delivery, DeliveryStatus
-from mailer.report import delivery_report
+
 from mailer.settings import Settings, parse_smtp_url
 from subscribers import store
 from subscribers.models import Subscriber, SubscriberStatus, utcnow
@@ -81,7 +81,7 @@ def test_a_thousand_subscribers_get_exactly_one_message_each(engine: Engine, set
     assert len(ids) == 1000
     rows = deliveries(engine)
     assert all(d.status == DeliveryStatus.SENT and d.smtp_code == 250 and d.smtp_reply.startswith("2.0.0 Ok") for d in rows.values())
-    report = delivery_report(engine)
+    report = Mailer(settings, engine=engine).report()
     assert report.counts["sent"] == 1000 and report.status == "done" and report.rate_per_second
 
 
@@ -109,7 +109,7 @@ def test_550_bounces_and_451_defers_with_the_servers_text(engine: Engine, settin
         assert sorted((e.kind, e.smtp_code) for e in events) == [("hard", 550), ("hard", 550), ("soft", 451)]
         assert store.find_subscriber(session, "nobody1@example.org").status == SubscriberStatus.BOUNCED
         assert store.find_subscriber(session, "later1@example.net").status == SubscriberStatus.ACTIVE
-    report = delivery_report(engine)
+    report = Mailer(settings, engine=engine).report()
     assert (report.bounced_hard, report.bounced_soft, report.counts["deferred"]) == (2, 1, 1)
     assert report.top_reasons[0].count == 2 and "User unknown" in report.top_reasons[0].reason
     assert report.status == "sending"  # a retry is still due

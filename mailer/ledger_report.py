@@ -1,0 +1,97 @@
+"""The ledger's report queries: a campaign's delivery report and the campaign history.
+
+Plain SQL with ':name' placeholders, run by a mailer.reader.Reader on SQLite or PostgreSQL alike; the
+models they fill and their renderings are in mailer.report.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from mailer.errors import NotFound
+from mailer.reader import Reader
+from mailer.report import STATUS_ORDER, BounceReason, CampaignLine, Report
+from mailer.statuses import CampaignStatus, DeliveryStatus
+from subscribers.statuses import EventKind
+
+CAMPAIGN = """
+SELECT c.id, c.newsletter, c.issue, COALESCE(l.name, CAST(c.list_id AS VARCHAR)), c.subject, c.status,
+       c.started_at, c.finished_at, c.sending_seconds
+FROM campaign AS c LEFT JOIN mailing_list AS l ON l.id = c.list_id
+"""
+COUNT_BY_STATUS = "SELECT status, COUNT(*) FROM delivery WHERE campaign_id = :cid GROUP BY status"
+BOUNCED_BY_KIND = "SELECT kind, COUNT(DISTINCT delivery_id) FROM bounce_event WHERE campaign_id = :cid GROUP BY kind"
+TOP_REASONS = """
+SELECT kind, smtp_code, reason_group, COUNT(*) AS n FROM bounce_event WHERE campaign_id = :cid
+GROUP BY kind, smtp_code, reason_group ORDER BY n DESC, smtp_code LIMIT :top
+"""
+UNSUBSCRIBED = "SELECT COUNT(*) FROM subscriber_event WHERE campaign_id = :cid AND kind = :kind"
+NEXT_RETRY = """
+SELECT MIN(next_attempt_at) FROM delivery WHERE campaign_id = :cid AND status = :deferred AND next_attempt_at > :now
+"""
+HISTORY = """
+SELECT c.id, c.newsletter, c.issue, l.name, c.status, c.started_at,
+       COUNT(d.id),
+       SUM(CASE WHEN d.status = :sent THEN 1 ELSE 0 END),
+       SUM(CASE WHEN d.status = :bounced THEN 1 ELSE 0 END),
+       SUM(CASE WHEN d.status = :deferred THEN 1 ELSE 0 END),
+       SUM(CASE WHEN d.status = :failed THEN 1 ELSE 0 END),
+       (SELECT COUNT(*) FROM subscriber_event AS e WHERE e.campaign_id = c.id AND e.kind = :unsubscribed)
+FROM (SELECT * FROM campaign ORDER BY id DESC LIMIT :limit) AS c
+JOIN mailing_list AS l ON l.id = c.list_id
+LEFT JOIN delivery AS d ON d.campaign_id = c.id
+GROUP BY c.id, c.newsletter, c.issue, l.name, c.status, c.started_at
+ORDER BY c.id DESC
+"""
+
+
+def delivery_report(db: Reader, selector: str | None = None, *, top: int = 5) -> Report:
+    """The report of a campaign chosen by id, by issue id (its newest campaign), or the newest of all."""
+    if selector is None:
+        found = db.rows(CAMPAIGN + "ORDER BY c.id DESC LIMIT 1")
+    elif selector.isdigit():
+        found = db.rows(CAMPAIGN + "WHERE c.id = :id", id=int(selector))
+    else:
+        found = db.rows(CAMPAIGN + "WHERE c.issue = :issue ORDER BY c.id DESC LIMIT 1", issue=selector)
+    if not found:
+        raise NotFound("no campaign yet" if selector is None else f"no campaign {selector!r}")
+    cid, newsletter, issue, list_name, subject, status, started, finished, seconds = found[0]
+    counts = {s: 0 for s in STATUS_ORDER} | dict(db.rows(COUNT_BY_STATUS, cid=cid))
+    kinds: dict[str, int] = dict(db.rows(BOUNCED_BY_KIND, cid=cid))
+    reasons = [BounceReason(*row) for row in db.rows(TOP_REASONS, cid=cid, top=top)]
+    duration = seconds or None  # summed over the runs: reruns days apart do not dilute the rate
+    waiting = status != CampaignStatus.DONE and not (counts["queued"] or counts["sending"]) and counts["deferred"] > 0
+    return Report(
+        campaign_id=cid,
+        newsletter=newsletter,
+        issue=issue,
+        list_name=list_name,
+        subject=subject,
+        status=status,
+        total=sum(counts.values()),
+        counts=counts,
+        bounced_hard=kinds.get("hard", 0),
+        bounced_soft=kinds.get("soft", 0),
+        unsubscribed=db.value(UNSUBSCRIBED, cid=cid, kind=EventKind.UNSUBSCRIBED.value),
+        started_at=db.time(started),
+        finished_at=db.time(finished),
+        duration_seconds=duration,
+        rate_per_second=(counts[DeliveryStatus.SENT] / duration) if duration else None,
+        top_reasons=reasons,
+        retry_at=next_retry_at(db, cid) if waiting else None,
+    )
+
+
+def next_retry_at(db: Reader, campaign_id: int) -> datetime | None:
+    """When the campaign's next deferred delivery is due (None if none is in the future)."""
+    now = db.time_param(datetime.now(timezone.utc))
+    return db.time(db.value(NEXT_RETRY, cid=campaign_id, deferred=DeliveryStatus.DEFERRED.value, now=now))
+
+
+def campaign_history(db: Reader, limit: int = 24) -> list[CampaignLine]:
+    """The newest campaigns first, with their delivery counts."""
+    statuses = {s: DeliveryStatus(s).value for s in ("sent", "bounced", "deferred", "failed")}
+    rows = db.rows(HISTORY, limit=limit, unsubscribed=EventKind.UNSUBSCRIBED.value, **statuses)
+    return [
+        CampaignLine(cid, newsletter, issue, name, status, db.time(started), *(int(n or 0) for n in figures))
+        for cid, newsletter, issue, name, status, started, *figures in rows
+    ]
