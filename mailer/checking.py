@@ -17,6 +17,7 @@ from mailer.message import MessageBuilder, Recipient
 
 if TYPE_CHECKING:
     from mailer.compose import Composed
+    from mailer.spam import SpamScore
 
 PREVIEW_RECIPIENT = Recipient("anteprima@example.org", "Anteprima Redazione")
 
@@ -57,3 +58,15 @@ class Checking(Core):
 
     def builder_for(self, composed: Composed, campaign_id: int = 0, list_id: int = 0) -> MessageBuilder:
         return MessageBuilder(composed, self.signer, base_url=self.settings.base_url, campaign_id=campaign_id, list_id=list_id)
+
+    def spam_check(self, check: IssueCheck) -> "SpamScore | None":
+        """SpamAssassin's score of the message a sample recipient gets; None when it is not installed."""
+        from mailer.spam import spam_score, spamassassin_installed
+
+        if not spamassassin_installed():
+            return None
+        try:
+            return spam_score(self.builder_for(check.composed).build(PREVIEW_RECIPIENT).data)
+        except RuntimeError as exc:
+            raise MailerError(str(exc)) from None
+

@@ -131,11 +131,22 @@ def issue_check(file: Path) -> None:
     """Validate an issue file.
 
     Every error (with file and line) fails the check; warnings are listed once."""
-    check = _checking().check_issue(file)
+    checking = _checking()
+    check = checking.check_issue(file)
     _print_warnings(check.issue, check.composed.warnings)
     items = len(check.issue.items)
     say(f"{file}: ok: {len(check.issue.sections)} sections, {items} items, {len(check.issue.warnings)} warnings, "
         f"HTML part {check.html_bytes / 1000:.0f} KB")
+    spam = checking.spam_check(check)
+    if spam is None:
+        say("spam score: not checked (install Debian's spamassassin to see it)")
+    elif spam.score > SPAM_SCORE_LIMIT:
+        warn(f"{file}: warning: spam score {spam} is over {SPAM_SCORE_LIMIT} (SpamAssassin, local rules)")
+    else:
+        say(f"spam score {spam} (SpamAssassin, local rules)")
+
+
+SPAM_SCORE_LIMIT = 0.5  # what every message we build scores at most (tests/test_mail_quality.py)
 
 
 def _print_warnings(issue: "Issue", composed_warnings: list[str]) -> None:

@@ -110,7 +110,11 @@ def compose(issue: Issue, newsletter: NewsletterSettings, base_url: str, *, test
     The archive's edition (archive=True) has no slots: no address, no personal links."""
     t = strings(issue.language)
     subject = f"{t['test_prefix']} {issue.subject}" if test else issue.subject
-    md = markdown_parser()
+    md = markdown_parser(typographic=True)  # the HTML part's; the text part's comes from markdown_to_text
+
+    def inline(text: str) -> Markup:
+        return Markup(md.renderInline(text))
+
     contact = list(issue.contact if issue.contact is not None else newsletter.contact)
     context = {
         "issue": issue,
@@ -118,6 +122,7 @@ def compose(issue: Issue, newsletter: NewsletterSettings, base_url: str, *, test
         "subject": subject,
         "t": t,
         "date_line": date_line(issue),
+        "preheader_html": inline(issue.preheader) if issue.preheader else "",
         "archive_url": f"{base_url}/archive/{newsletter.id}/{issue.issue}",
         "unsubscribe_form_url": f"{base_url}/unsubscribe",
         "archive": archive,
@@ -126,15 +131,17 @@ def compose(issue: Issue, newsletter: NewsletterSettings, base_url: str, *, test
         "one_click_text": t["unsubscribe_one_click"].format(email=EMAIL_SLOT),
         "sent_to": t["sent_to"].format(email=EMAIL_SLOT, title=newsletter.title),
         "contact": contact,
-        "contact_html": [Markup(md.renderInline(line)) for line in contact],
+        "contact_html": [inline(line) for line in contact],
         "sections": [
             {
                 "title": section.title,
+                "title_html": inline(section.title),
                 "intro_html": Markup(md.render(section.intro)) if section.intro else "",
                 "intro_text": markdown_to_text(section.intro),
                 "news": [
                     {
                         "title": item.title,
+                        "title_html": inline(item.title),
                         "date_label": item.date_label,
                         "body_html": Markup(md.render(item.body)),
                         "body_text": markdown_to_text(item.body),
@@ -143,6 +150,7 @@ def compose(issue: Issue, newsletter: NewsletterSettings, base_url: str, *, test
                 ],
             }
             for section in issue.sections
+            if section.items or section.intro  # an empty section ('Coming Soon') is left out; issue check warns
         ],
     }
     env = _environment()
@@ -163,16 +171,21 @@ def mjml_to_html(source: str) -> str:
 
 
 def inline_css(html: str) -> str:
-    """Inline the CSS with premailer, keeping what the mobile layout needs.
+    """Inline the CSS with premailer, keeping what the mobile layout and dark mode need.
 
-    premailer drops the doctype when its case differs from lxml's ('<!doctype html>' from MJML) and
-    strips !important by default, which would let inline styles beat the mobile media queries.
+    Only the template's own class rules are inlined (and then left out of the head): MJML's reset
+    (`table, td {border-collapse...}`, `p {margin...}`) stays in the head alone, where every client that
+    needs it reads it, instead of being repeated on every cell (~12 KB of a 30-item issue). Media queries
+    (phone layout, dark mode) are kept in the head. premailer drops the doctype when its case differs from
+    lxml's ('<!doctype html>' from MJML) and strips !important by default, which would let inline styles
+    beat the media queries.
     """
     html = re.sub(r"^\s*<!doctype html>", "<!DOCTYPE html>", html, count=1, flags=re.IGNORECASE)
+    html = re.sub(r"<style(?=[ >])(?![^>]*data-premailer)([^>]*)>(?=\s*#outlook a)", r'<style data-premailer="ignore"\1>', html, count=1)
     premailer = Premailer(
         html,
         strip_important=False,
-        keep_style_tags=True,
+        keep_style_tags=False,
         disable_validation=True,
         allow_network=False,
         cssutils_logging_level=logging.CRITICAL,

@@ -33,9 +33,12 @@ MAX_ISSUE_BYTES = 2_000_000
 RAW_HTML = "raw HTML is not allowed in an issue (write Markdown)"
 
 
-def markdown_parser() -> MarkdownIt:
-    """The one Markdown dialect of issue bodies: CommonMark, raw HTML off, bare URLs/addresses linked."""
-    return MarkdownIt("commonmark", {"html": False, "linkify": True}).enable("linkify")
+def markdown_parser(*, typographic: bool = False) -> MarkdownIt:
+    """The one Markdown dialect of issue bodies: CommonMark, raw HTML off, bare URLs/addresses linked.
+    typographic=True (the HTML part) also curls quotes and apostrophes in text (d'Artista -> d’Artista);
+    link targets and code keep theirs straight."""
+    md = MarkdownIt("commonmark", {"html": False, "linkify": True, "typographer": typographic}).enable("linkify")
+    return md.enable("smartquotes") if typographic else md
 
 
 def _html_detector() -> MarkdownIt:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,13 @@ def test_issue_check_lists_warnings_with_lines(env: dict[str, str]) -> None:
     result = run(["issue", "check", str(ISSUE_2026)], env)
     assert result.returncode == 0, result.stderr
     assert "3 sections, 16 items" in result.stdout
+    import shutil
+
+    spam = re.search(r"^spam score (-?[\d.]+) \(", result.stdout, re.M)
+    if shutil.which("spamassassin"):
+        assert spam and float(spam.group(1)) <= 0.5, result.stdout
+    else:
+        assert "spam score: not checked" in result.stdout
     assert f"{ISSUE_2026}:27: warning: placeholder link [link](#)" in result.stderr
     assert "has no date label" in result.stderr and "section 'Coming Soon' is empty" in result.stderr
 

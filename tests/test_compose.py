@@ -14,7 +14,9 @@ from tests.conftest import ISSUE_2021, ISSUE_2026
 
 
 def visible_text(markup: str) -> str:
-    return " ".join(htmllib.unescape(re.sub(r"<[^>]+>", " ", markup)).split())
+    """The HTML part's words, with its typographic quotes straightened back to compare with the source."""
+    text = htmllib.unescape(re.sub(r"<[^>]+>", " ", markup))
+    return " ".join(text.translate(str.maketrans("‘’“”", "''\"\"")).split())
 
 
 @pytest.mark.parametrize("path", [ISSUE_2021, ISSUE_2026])
@@ -24,6 +26,8 @@ def test_every_item_title_date_and_link_reaches_both_parts(settings: Settings, p
     shown = visible_text(composed.html)
     text = " ".join(composed.text.split())
     for section in issue.sections:
+        if not section.items and not section.intro:
+            continue  # left out: see test_an_empty_section_is_left_out_of_both_parts
         assert section.title in shown and section.title.upper() in text
         for item in section.items:
             assert item.title in shown and item.title in text
@@ -62,7 +66,7 @@ def test_premailer_keeps_doctype_media_queries_and_important(settings: Settings)
     media = re.findall(r"@media[^{]*\{(?:[^{}]*\{[^}]*\})+[^}]*\}", composed.html)
     assert any(".item-title" in m and "!important" in m for m in media), media
     assert any("max-width:100%" in m.replace(" ", "") for m in media)  # MJML's column query
-    assert 'style="' in composed.html and re.search(r'<h2 class="item-title" style="[^"]*font-size:\s*18px', composed.html)
+    assert 'style="' in composed.html and re.search(r'<h3 class="item-title" style="[^"]*font-size:\s*18px', composed.html)
 
 
 def test_premailer_defaults_would_break_the_layout() -> None:
@@ -99,3 +103,29 @@ def test_the_text_part_keeps_to_78_columns_with_a_real_signature_separator(setti
     assert too_long == []
     assert "-- " in lines and address in lines  # the separator keeps its space; the address has a line of its own
     mailer.close()
+
+
+def test_html_part_has_typographic_quotes_but_links_keep_straight_ones(settings: Settings, tmp_path: Path) -> None:
+    issue = load_issue(ISSUE_2026)
+    html = compose(issue, settings.newsletter(issue.newsletter), settings.base_url).html
+    assert "Luci d’Artista" in html and "d'Artista" not in html
+    assert "“Mission Cities”" in html and "Rockin’1000</h3>" in html
+    source = tmp_path / "quotes.md"
+    source.write_text(
+        ISSUE_2026.read_text(encoding="utf-8").replace(
+            "## Newsletter\n", "## L'apostrofo\n\nVedi [l'elenco](https://example.org/it's-here?q='x') e `l'uso`.\n\n## Newsletter\n", 1
+        ),
+        encoding="utf-8",
+    )
+    html = compose(load_issue(source), settings.newsletter(issue.newsletter), settings.base_url).html
+    assert "L’apostrofo</h3>" in html and "l’elenco</a>" in html
+    assert "href=\"https://example.org/it's-here?q='x'\"" in html.replace("&#x27;", "'").replace("&#39;", "'")
+    assert "<code>l'uso</code>" in html.replace("&#x27;", "'").replace("&#39;", "'")
+
+
+def test_an_empty_section_is_left_out_of_both_parts(settings: Settings) -> None:
+    issue = load_issue(ISSUE_2026)
+    assert any(s.title == "Coming Soon" and not s.items for s in issue.sections)  # the example has one
+    composed = compose(issue, settings.newsletter(issue.newsletter), settings.base_url)
+    assert "Coming Soon" not in composed.html and "COMING SOON" not in composed.text
+    assert "Approfondimenti" in composed.html
