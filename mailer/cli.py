@@ -164,7 +164,8 @@ def preview(file: Path, out_dir: Path = typer.Option(..., "--out", help="Folder 
     check, files = _checking().preview(file, out_dir)
     _print_warnings(check.issue, check.composed.warnings)
     for kind, path in files.items():
-        say(f"{kind:5} {path}")
+        size = f" ({check.html_bytes / 1000:.0f} KB; Gmail clips past 102 KB)" if kind == "html" else ""
+        say(f"{kind:5} {path}{size}")
 
 
 # ---- sending --------------------------------------------------------------------------------------------

@@ -59,6 +59,8 @@ def test_preview_writes_html_text_and_eml(env: dict[str, str], tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     html = (out / "index.html").read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>") and "anteprima@example.org" in html
+    kb = re.search(r"^html .*index\.html \((\d+) KB; Gmail clips past 102 KB\)$", result.stdout, re.M)
+    assert kb and abs(int(kb.group(1)) - len(html.encode()) / 1000) < 2, result.stdout
     assert "CITIES MISSION CONFERENCE 2026" in (out / "message.txt").read_text(encoding="utf-8")
     assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in (out / "message.eml").read_bytes()
 

@@ -74,6 +74,12 @@ def test_thirty_items_fit_and_the_reset_is_not_repeated(built: dict[str, tuple[C
     assert composed.html.count("<!--[if mso | IE]>") < 60  # one MJML section per newsletter section, not per item
 
 
+def test_a_message_gmail_would_clip_is_warned_about(mail_settings: Settings, tmp_path: Path) -> None:
+    composed = Mailer(mail_settings).check_issue(write_large_issue(tmp_path, items=80)).composed
+    assert len(composed.html.encode()) > 102_000
+    assert composed.warnings and "Gmail clips" in composed.warnings[0]
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_message_structure(built: dict[str, tuple[Composed, bytes]], name: str) -> None:
     composed, data = built[name]
