@@ -46,11 +46,10 @@ class Reader:
     def time(value: Any) -> datetime | None:
         """A stored timestamp as an aware UTC datetime, as the models give it (sqlmodel's UTCDateTime):
         SQLite returns UTC text without an offset, PostgreSQL a datetime with its zone."""
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        if value is None or value.tzinfo is not None:
-            return value.astimezone(timezone.utc) if value else None
-        return value.replace(tzinfo=timezone.utc)
+        if value is None:
+            return None
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+        return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
     def close(self) -> None:
         self.connection.close()
