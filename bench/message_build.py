@@ -41,7 +41,7 @@ def main() -> None:
     values = {slot: url for slot in SLOTS} | {EMAIL_SLOT: "lettore@example.org"}
     started = time.perf_counter()
     for _ in recipients:
-        builder.text.render(values) + builder.html.render(values)
+        b"".join(builder.text.render(values) + builder.html.render(values))
     splice_only_s = time.perf_counter() - started
 
     started = time.perf_counter()

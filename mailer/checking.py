@@ -1,4 +1,5 @@
-"""Use cases that need no database: check an issue file, and preview the message one sample recipient gets.
+"""Use cases that need no database: check an issue file, preview the message one sample recipient gets,
+and make a DKIM key.
 
 `mailer issue check` and `mailer preview` construct this part of the application core alone, so they
 import the composer but no ORM.
@@ -17,6 +18,7 @@ from mailer.message import MessageBuilder, Recipient
 
 if TYPE_CHECKING:
     from mailer.compose import Composed
+    from mailer.dkim import DkimKey
     from mailer.spam import SpamScore
 
 PREVIEW_RECIPIENT = Recipient("anteprima@example.org", "Anteprima Redazione")
@@ -57,7 +59,10 @@ class Checking(Core):
         return check, files
 
     def builder_for(self, composed: Composed, campaign_id: int = 0, list_id: int = 0) -> MessageBuilder:
-        return MessageBuilder(composed, self.signer, base_url=self.settings.base_url, campaign_id=campaign_id, list_id=list_id)
+        return MessageBuilder(
+            composed, self.signer, base_url=self.settings.base_url, campaign_id=campaign_id, list_id=list_id,
+            dkim=self.dkim_signer(composed.newsletter),
+        )
 
     def spam_check(self, check: IssueCheck) -> "SpamScore | None":
         """SpamAssassin's score of the message a sample recipient gets; None when it is not installed."""
@@ -69,4 +74,19 @@ class Checking(Core):
             return spam_score(self.builder_for(check.composed).build(PREVIEW_RECIPIENT).data)
         except RuntimeError as exc:
             raise MailerError(str(exc)) from None
+
+    def create_dkim_key(self, selector: str, out: Path, *, algorithm: str = "rsa", domain: str = "") -> "tuple[DkimKey, str]":
+        """Write a new DKIM key to `out`; returns it and the DNS TXT record to publish for `domain`
+        (default: the configured DKIM domain, else the first newsletter's From domain)."""
+        from mailer.dkim import check_selector, dns_record, load_key, write_new_key
+
+        domain = domain or self.settings.dkim_domain or next(
+            (nl.from_address.rpartition("@")[2] for nl in self.settings.newsletters.values()), ""
+        )
+        if not domain:
+            raise MailerError("no domain to publish the key under: pass --domain")
+        check_selector(selector)
+        write_new_key(out, algorithm)
+        key = load_key(out, selector, domain)
+        return key, dns_record(key, domain)
 

@@ -32,6 +32,8 @@ admin_app = typer.Typer(help="Operators of the web app's /admin/ area.", **PLAIN
 app.add_typer(issue_app, name="issue")
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(admin_app, name="admin")
+dkim_app = typer.Typer(help="DKIM keys for signing the messages we send.", **PLAIN)
+app.add_typer(dkim_app, name="dkim")
 
 
 def main() -> None:
@@ -137,6 +139,11 @@ def issue_check(file: Path) -> None:
     items = len(check.issue.items)
     say(f"{file}: ok: {len(check.issue.sections)} sections, {items} items, {len(check.issue.warnings)} warnings, "
         f"HTML part {check.html_bytes / 1000:.0f} KB")
+    dkim = checking.dkim_signer(check.composed.newsletter)
+    if dkim is None:
+        say("DKIM: not configured, messages go unsigned (see `mailer dkim keygen`)")
+    else:
+        say(f"DKIM: signed as d={dkim.domain} s={dkim.key.selector} ({dkim.key.algorithm})")
     spam = checking.spam_check(check)
     if spam is None:
         say("spam score: not checked (install Debian's spamassassin to see it)")
@@ -395,6 +402,26 @@ def admin_add_user(
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     created = _mailer().add_admin_user(username, password)
     say(f"operator '{username}' {'created' if created else 'given a new password'}")
+
+
+@dkim_app.command("keygen")
+def dkim_keygen(
+    selector: str = typer.Option(..., "--selector", help="DNS selector the key is published under, e.g. wip2026"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where to write the private key (default var/dkim/SELECTOR.pem)"),
+    algorithm: str = typer.Option("rsa", "--algorithm", help="rsa (RSA-2048, read by every receiver) or ed25519"),
+    domain: str = typer.Option("", "--domain", help="Signing domain (default: MAILER_DKIM_DOMAIN, else the From domain)"),
+) -> None:
+    """Make a DKIM key and print the DNS record to publish.
+
+    The private key is written readable by its owner only, and never over an existing file."""
+    path = out or Path("var/dkim") / f"{selector}.pem"
+    key, record = _checking().create_dkim_key(selector, path, algorithm=algorithm, domain=domain)
+    say(f"private key ({key.algorithm}): {path}")
+    say("publish this TXT record in the domain's DNS:")
+    say(record)
+    say("then sign with:")
+    say(f"  MAILER_DKIM_KEY_FILE={path.resolve()} MAILER_DKIM_SELECTOR={selector}"
+        + (f" MAILER_DKIM_DOMAIN={domain}" if domain else ""))
 
 
 # ---- local tools ----------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlmodel import Session
 
+    from mailer.dkim import DkimKey, DkimSigner
     from mailer.issue import Issue
     from mailer.transport import SmtpConnection
 
@@ -28,6 +29,7 @@ class Core:
         self.signer = TokenSigner(settings.secret_keys)
         self._engine = engine
         self._owns_engine = engine is None
+        self._dkim_key: "DkimKey | None" = None
         self.archive_cache: dict[tuple[str, str, str], str] = {}  # (newsletter, issue, digest) -> composed page
 
     @property
@@ -79,6 +81,17 @@ class Core:
             SmtpConnection(s.smtp, timeout=s.smtp_timeout, max_messages=s.smtp_messages_per_connection)
             for _ in range(count or s.smtp_connections)
         ]
+
+    def dkim_signer(self, newsletter: NewsletterSettings) -> "DkimSigner | None":
+        """The signer for a newsletter's messages, when a DKIM key is configured (read once per process)."""
+        if not self.settings.dkim_key_file:
+            return None
+        from mailer.dkim import DkimSigner, load_key
+
+        if self._dkim_key is None:
+            s = self.settings
+            self._dkim_key = load_key(s.dkim_key_file, s.dkim_selector, s.dkim_domain)
+        return DkimSigner(self._dkim_key, newsletter.from_address.rpartition("@")[2])
 
     def list_title(self, name: str, title: str = "") -> str:
         """What recipients call a list: its own title, else the title of the newsletter configured for it."""

@@ -23,6 +23,7 @@ from subscribers.tokens import TokenSigner
 
 if TYPE_CHECKING:
     from mailer.compose import Composed
+    from mailer.dkim import DkimSigner
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
@@ -62,12 +63,13 @@ class _SplicedPart:
         self.slots = pieces[1::2]
         self.escape = escape
 
-    def render(self, values: dict[str, str]) -> bytes:
+    def render(self, values: dict[str, str]) -> list[bytes]:
+        """The part's bytes as chunks: the first (the text before the first slot) never changes."""
         out = [self.segments[0]]
         for slot, segment in zip(self.slots, self.segments[1:]):
             value = values[slot]
             out += (SOFT_BREAK, _qp(html.escape(value) if self.escape else value), SOFT_BREAK, segment)
-        return b"".join(out)
+        return out
 
 
 class HeaderInjection(ComposeError):
@@ -118,8 +120,10 @@ class MessageBuilder:
         base_url: str,
         campaign_id: int = 0,
         list_id: int = 0,
+        dkim: DkimSigner | None = None,
     ) -> None:
         nl = composed.newsletter
+        self.dkim = dkim
         self.signer = signer
         self.base_url = base_url
         self.campaign_id = campaign_id
@@ -146,6 +150,11 @@ class MessageBuilder:
         self.tail = ("\r\n--" + boundary + "--\r\n").encode("ascii")
         self.text = _SplicedPart(composed.text, escape=False)
         self.html = _SplicedPart(composed.html, escape=True)
+        if dkim is not None:  # the body hash begins once: up to the text part's first slot
+            from mailer.dkim import body_hash_start
+
+            self.body_hash = body_hash_start()
+            self.body_hash.update(self.text_head + self.text.segments[0])
 
     def unsubscribe_url(self, r: Recipient) -> str:
         return f"{self.base_url}/u/{self._token(r)}"
@@ -164,7 +173,7 @@ class MessageBuilder:
             if r.delivery_id
             else f"<{self.id_prefix}.test.{secrets.token_hex(8)}@{self.id_domain}>"
         )
-        data = b"".join(
+        headers = b"".join(
             [
                 b"Date: ", formatdate(localtime=True).encode("ascii"), CRLF,
                 _to_header(name, r.email),
@@ -172,13 +181,20 @@ class MessageBuilder:
                 b"List-Unsubscribe: <", url.encode("ascii"), b">,\r\n <mailto:",
                 self.mailto.encode("ascii"), b"?subject=unsubscribe%20", quote(token).encode("ascii"), b">\r\n",
                 self.head,
-                CRLF,
-                self.text_head,
-                self.text.render(values),
-                self.html_head,
-                self.html.render(values),
-                self.tail,
             ]
         )
+        body = [self.text_head, *self.text.render(values), self.html_head, *self.html.render(values), self.tail]
+        signature = self._signature(headers, body) if self.dkim else b""
+        data = b"".join([signature, headers, CRLF, *body])
         tag = self.signer.bounce_tag(r.delivery_id)
         return Outgoing(f"{self.bounce_local}+{tag}@{self.bounce_domain}", r.email, data, message_id)
+
+    def _signature(self, headers: bytes, body: list[bytes]) -> bytes:
+        """The DKIM-Signature header: the body hash finished from where the issue's left it (body[2:] are
+        the chunks after the text part's first slot), then the headers signed."""
+        assert self.dkim is not None
+        digest = self.body_hash.copy()
+        for chunk in body[2:]:
+            digest.update(chunk)
+        return self.dkim.header(headers, digest.digest())
+

@@ -112,6 +112,9 @@ class Settings:
     secret_keys: tuple[str, ...] = field(repr=False)
     newsletters: Mapping[str, NewsletterSettings] = field(default_factory=dict)
     config_path: Path = DEFAULT_CONFIG
+    dkim_key_file: str = ""  # PEM private key (RSA-2048 or Ed25519); empty: messages are not signed
+    dkim_selector: str = ""
+    dkim_domain: str = ""  # empty: the domain of each newsletter's From address
 
     def newsletter(self, newsletter_id: str) -> NewsletterSettings:
         try:
@@ -216,7 +219,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secret_keys=keys,
         newsletters=newsletters,
         config_path=path,
+        dkim_key_file=env.get("MAILER_DKIM_KEY_FILE", _get(data, "dkim.key_file", "")),
+        dkim_selector=env.get("MAILER_DKIM_SELECTOR", _get(data, "dkim.selector", "")),
+        dkim_domain=env.get("MAILER_DKIM_DOMAIN", _get(data, "dkim.domain", "")),
     )
+    if settings.dkim_key_file and not settings.dkim_selector:
+        raise SettingsError("MAILER_DKIM_KEY_FILE is set but MAILER_DKIM_SELECTOR is not: name the key's DNS selector")
     for name, value in (("MAILER_SMTP_CONNECTIONS", settings.smtp_connections), ("MAILER_BATCH_SIZE", settings.batch_size),
                         ("MAILER_MAX_ATTEMPTS", settings.max_attempts), ("MAILER_SMTP_MESSAGES_PER_CONNECTION", settings.smtp_messages_per_connection)):
         if value < 1:
