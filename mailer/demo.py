@@ -11,6 +11,7 @@ import csv
 import mailbox
 import random
 import shutil
+from dataclasses import replace
 from email import policy
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from mailer.issue import load_issue
 from mailer.progress import send_progress
 from mailer.report import render_table
 from mailer.settings import load_settings, parse_smtp_url
+
+DEMO_LOGO = "/static/logo-wip.png"  # shipped in mailer/web/static, served by the demo's web app
 
 FIRST = ["Giulia", "Marco", "Francesca", "Luca", "Chiara", "Alessandro", "Sara", "Matteo", "Elena", "Davide",
          "Martina", "Paolo", "Anna", "Stefano", "Valentina", "Giorgio", "Federica", "Andrea", "Ilaria", "Simone",
@@ -60,7 +63,9 @@ def run_demo(folder: Path, issue_file: Path, count: int, console: Console, *, se
         shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
     database_url = f"sqlite:///{folder / 'demo.sqlite'}"
-    mailer = Mailer(load_settings().with_overrides(database_url=database_url))
+    settings = load_settings()
+    newsletters = {nid: replace(nl, logo_url=nl.logo_url or DEMO_LOGO) for nid, nl in settings.newsletters.items()}
+    mailer = Mailer(settings.with_overrides(database_url=database_url, newsletters=newsletters))
     show = lambda label, text: console.print(f"{label:13} {text}", highlight=False, markup=False)  # noqa: E731
     console.rule("[bold]Work in Progress: demo send")
 

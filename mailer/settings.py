@@ -90,7 +90,9 @@ class NewsletterSettings:
     bounce_address: str
     unsubscribe_mailto: str
     website: str = ""
-    logo_url: str = ""
+    logo_url: str = ""  # absolute, or a path on our web app (e.g. /static/logo-wip.png); empty: no logo
+    logo_width: int = 64  # CSS pixels; draw the image at twice that for sharp phones
+    logo_alt: str = ""  # empty: the logo is decorative (the masthead's h1 already names the newsletter)
     accent_color: str = "#004b87"
     contact: tuple[str, ...] = ()
 

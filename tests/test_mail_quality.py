@@ -233,3 +233,45 @@ def test_axe_finds_nothing_serious_in_light_or_dark(browser, html_files: dict[st
             page.screenshot(path=str(ARTIFACTS / f"{name}-700-dark.png"), full_page=True)
     finally:
         page.close()
+
+
+def test_the_logo_shipped_for_the_demo_renders_in_the_masthead(browser, mail_settings: Settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The demo's logo (mailer/web/static, served by `mailer serve` at /static/) in the message's masthead:
+    an absolute https URL on our web app, the configured width, alt text present (empty: decorative)."""
+    from dataclasses import replace
+
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from mailer.demo import DEMO_LOGO
+    from mailer.web import create_app
+
+    settings = mail_settings.with_overrides(newsletters={
+        nid: replace(nl, logo_url=DEMO_LOGO, logo_width=64) for nid, nl in mail_settings.newsletters.items()
+    })
+    mailer = Mailer(settings)
+    composed = mailer.check_issue(ISSUE_2026).composed
+    img = re.findall(r"<img[^>]*>", composed.html)
+    assert len(img) == 1 and f'src="{settings.base_url}/static/logo-wip.png"' in img[0] and 'alt=""' in img[0] and 'width="64"' in img[0]
+    async def fetch() -> httpx.Response:  # the web app serves the file the message points at
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(mailer)), base_url="http://testserver") as client:
+            return await client.get(DEMO_LOGO)
+
+    with ThreadPoolExecutor(1) as thread:  # Playwright's sync API holds this thread's event loop
+        served = thread.submit(asyncio.run, fetch()).result()
+    assert served.status_code == 200 and served.headers["content-type"] == "image/png" and served.content[:8] == b"\x89PNG\r\n\x1a\n"
+    page = browser.new_page(viewport={"width": 375, "height": 900})
+    try:
+        page.route(f"{settings.base_url}/static/**", lambda route: route.fulfill(body=served.content, content_type="image/png"))
+        html = tmp_path / "logo.html"
+        html.write_text(list(parse(mailer.builder_for(composed).build(PREVIEW_RECIPIENT).data).iter_parts())[1].get_content(), encoding="utf-8")
+        page.goto(html.as_uri())
+        logo = page.locator(".masthead img")
+        assert logo.evaluate("i => [i.complete, i.naturalWidth, Math.round(i.getBoundingClientRect().width)]") == [True, 128, 64]
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        page.screenshot(path=str(ARTIFACTS / "logo-375.png"))
+    finally:
+        page.close()
+        mailer.close()
