@@ -4,7 +4,7 @@ and exposes every use case as a method. The CLI, the web app and the tests are t
     mailer = Mailer(load_settings())
     plan = mailer.plan_send(load_issue(path), None)
     campaign = mailer.start_send(plan)
-    outcome = asyncio.run(mailer.run_send(campaign, plan.composed))
+    outcome = asyncio.run(mailer.run_send(campaign, plan.composed_by_language))
 """
 from __future__ import annotations
 

@@ -139,6 +139,11 @@ def issue_check(file: Path) -> None:
     items = len(check.issue.items)
     say(f"{file}: ok: {len(check.issue.sections)} sections, {items} items, {len(check.issue.warnings)} warnings, "
         f"HTML part {check.html_bytes / 1000:.0f} KB")
+    from mailer.editions import editions_of
+
+    others = [e for e in editions_of(check.issue).by_language.values() if e is not check.issue]
+    if others:
+        say("other editions: " + ", ".join(f"{e.language} ({e.path})" for e in others))
     dkim = checking.dkim_signer(check.composed.newsletter)
     if dkim is None:
         say("DKIM: not configured, messages go unsigned (see `mailer dkim keygen`)")
@@ -232,6 +237,9 @@ def _describe_plan(plan: "SendPlan", relay: str, resend: int) -> None:
     )
     if resend:
         say(f"also resending {resend} uncertain deliveries: some of these people may get the issue twice", style="yellow")
+    if len(plan.composed_by_language) > 1:
+        fallback = plan.editions.fallback(plan.composed.newsletter.language)
+        say(f"editions: {', '.join(plan.composed_by_language)}; subscribers whose language has none get '{fallback}'")
     for warning in plan.warnings:
         say(warning, style="yellow")
     say(f"relay: {relay}")
@@ -246,7 +254,7 @@ def _run_with_progress(mailer: "Mailer", campaign: "Campaign", plan: "SendPlan",
 
     progress, advance = send_progress(_console(), total)
     with progress:
-        outcome = asyncio.run(mailer.run_send(campaign, plan.composed, on_result=advance, handle_signals=True))
+        outcome = asyncio.run(mailer.run_send(campaign, plan.composed_by_language, on_result=advance, handle_signals=True))
     summary = outcome.summary
     if summary.error:
         raise MailerError(f"{summary.error}; {outcome.left_queued} deliveries left queued: run the same send again to continue")

@@ -124,7 +124,7 @@ def compose(issue: Issue, newsletter: NewsletterSettings, base_url: str, *, test
         "date_line": date_line(issue),
         "preheader_html": inline(issue.preheader) if issue.preheader else "",
         "logo_src": f"{base_url}{newsletter.logo_url}" if newsletter.logo_url.startswith("/") else newsletter.logo_url,
-        "archive_url": f"{base_url}/archive/{newsletter.id}/{issue.issue}",
+        "archive_url": f"{base_url}/archive/{newsletter.id}/{issue.issue}" + ("" if issue.language == newsletter.language else f"/{issue.language}"),
         "unsubscribe_form_url": f"{base_url}/unsubscribe",
         "archive": archive,
         "unsubscribe_url": UNSUBSCRIBE_SLOT,

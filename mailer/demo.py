@@ -134,6 +134,6 @@ async def _send(mailer: Mailer, issue_file: Path, maildir: Path, console: Consol
         campaign = relay.start_send(plan)
         progress, advance = send_progress(console, plan.to_send)
         with progress:
-            await relay.run_send(campaign, plan.composed, on_result=advance)
+            await relay.run_send(campaign, plan.composed_by_language, on_result=advance)
         assert campaign.id is not None
         return campaign.id

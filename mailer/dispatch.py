@@ -21,7 +21,7 @@ from mailer import ledger
 from mailer.bounces import classify
 from mailer.errors import TransportError
 from mailer.ledger import Claimed, Result
-from mailer.message import MessageBuilder, Outgoing, Recipient
+from mailer.message import EditionBuilders, Outgoing, Recipient
 from mailer.models import DeliveryStatus
 from mailer.transport import RateLimiter, SmtpReply
 
@@ -63,7 +63,7 @@ class Dispatcher:
         self,
         engine: Engine,
         campaign_id: int,
-        builder: MessageBuilder,
+        builder: EditionBuilders,
         senders: Sequence[Sender],
         options: DispatchOptions,
         *,
@@ -152,7 +152,8 @@ class Dispatcher:
                     self._record(claimed, Result(DeliveryStatus.SKIPPED, None, "no longer subscribed"))
                     continue
                 outgoing = self.builder.build(
-                    Recipient(claimed.email, claimed.name, claimed.subscriber_id, claimed.token_version, claimed.delivery_id)
+                    Recipient(claimed.email, claimed.name, claimed.subscriber_id, claimed.token_version, claimed.delivery_id),
+                    claimed.language,
                 )
                 await queue.put((claimed, outgoing))
         for _ in self.senders:

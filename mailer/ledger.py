@@ -11,18 +11,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, insert, literal, select as core_select, update
+from sqlalchemy import and_, case, func, insert, literal, select as core_select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from mailer.bounces import reason_group
 from mailer.errors import CampaignError
-from mailer.models import BounceEvent, Campaign, CampaignStatus, Delivery, DeliveryStatus
+from mailer.models import BounceEvent, Campaign, CampaignEdition, CampaignStatus, Delivery, DeliveryStatus
 from subscribers.models import MailingList, Subscriber, SubscriberStatus, Subscription, SubscriptionStatus, utcnow
 from subscribers.store import suppress
 
 if TYPE_CHECKING:
+    from mailer.editions import Editions
     from mailer.issue import Issue
 
 
@@ -34,9 +35,23 @@ def find_campaign(session: Session, issue: Issue, mailing_list: MailingList) -> 
     ).first()
 
 
-def open_campaign(session: Session, issue: Issue, mailing_list: MailingList, source: str, *, allow_changed: bool) -> Campaign:
-    """The campaign of this issue and list, created on first use. A changed issue file is refused once
-    mail has gone out, unless allowed: recipients of one campaign should get the same text."""
+def open_campaign(session: Session, editions: Editions, mailing_list: MailingList, *, allow_changed: bool) -> Campaign:
+    """The campaign of this issue and list, created on first use, with its language editions on record.
+    A changed issue file (any edition) is refused once mail has gone out, unless allowed: recipients of
+    one campaign should get the same text."""
+    campaign = _open_campaign(session, editions, mailing_list, allow_changed=allow_changed)
+    assert campaign.id is not None
+    kept = {e.language: e for e in session.exec(select(CampaignEdition).where(CampaignEdition.campaign_id == campaign.id))}
+    for language, issue in editions.by_language.items():
+        row = kept.get(language) or CampaignEdition(campaign_id=campaign.id, language=language, subject=issue.subject)
+        row.subject, row.issue_path, row.issue_source = issue.subject, issue.path, issue.source
+        session.add(row)
+    session.commit()
+    return campaign
+
+
+def _open_campaign(session: Session, editions: Editions, mailing_list: MailingList, *, allow_changed: bool) -> Campaign:
+    issue, source, digest = editions.primary, editions.primary.source, editions.digest
     campaign = find_campaign(session, issue, mailing_list)
     if campaign is None:
         assert mailing_list.id is not None
@@ -46,21 +61,22 @@ def open_campaign(session: Session, issue: Issue, mailing_list: MailingList, sou
             list_id=mailing_list.id,
             subject=issue.subject,
             issue_path=issue.path,
-            issue_digest=issue.digest,
+            issue_digest=digest,
             issue_source=source,
         )
         session.add(campaign)
         session.commit()
         session.refresh(campaign)
         return campaign
-    if campaign.issue_digest != issue.digest:
+    if campaign.issue_digest != digest:
+        what = issue.path if len(editions.by_language) == 1 else f"{issue.path} or another edition of issue {issue.issue}"
         if not allow_changed:
             raise CampaignError(
-                f"{issue.path} changed since campaign {campaign.id} began sending it to list "
+                f"{what} changed since campaign {campaign.id} began sending it to list "
                 f"'{mailing_list.name}'; the rest of the list would get a different text. "
                 "Pass --allow-changed to continue with the new text."
             )
-        campaign.issue_digest, campaign.issue_source, campaign.subject = issue.digest, source, issue.subject
+        campaign.issue_digest, campaign.issue_source, campaign.subject = digest, source, issue.subject
     campaign.status = CampaignStatus.SENDING
     session.add(campaign)
     session.commit()
@@ -75,12 +91,14 @@ C = Campaign.__table__.c  # type: ignore[attr-defined]
 PENDING = (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)
 
 
-def enqueue(engine: Engine, campaign: Campaign) -> int:
-    """One delivery per active subscriber of the campaign's list; running it again adds only newcomers."""
+def enqueue(engine: Engine, campaign: Campaign, languages: Sequence[str] = (), fallback: str = "") -> int:
+    """One delivery per active subscriber of the campaign's list; running it again adds only newcomers.
+    Each gets the edition in the subscriber's language if there is one (`languages`), else `fallback`'s."""
     now = utcnow()
+    edition = case((S.language.in_(list(languages)), S.language), else_=literal(fallback)) if languages else literal(fallback)
     recipients = (
         core_select(
-            literal(campaign.id), S.id, S.email, literal(str(DeliveryStatus.QUEUED)), literal(0),
+            literal(campaign.id), S.id, S.email, edition, literal(str(DeliveryStatus.QUEUED)), literal(0),
             literal(now, Delivery.__table__.c.next_attempt_at.type),  # type: ignore[attr-defined]
             literal(now, D.created_at.type), literal(now, D.updated_at.type),
         )
@@ -91,7 +109,7 @@ def enqueue(engine: Engine, campaign: Campaign) -> int:
     statement = (
         dialect.insert(Delivery.__table__)  # type: ignore[attr-defined]
         .from_select(
-            ["campaign_id", "subscriber_id", "email", "status", "attempts", "next_attempt_at", "created_at", "updated_at"],
+            ["campaign_id", "subscriber_id", "email", "language", "status", "attempts", "next_attempt_at", "created_at", "updated_at"],
             recipients,
         )
         .on_conflict_do_nothing(index_elements=["campaign_id", "subscriber_id"])
@@ -108,6 +126,7 @@ class Claimed:
     name: str
     token_version: int
     still_subscribed: bool
+    language: str = ""  # the edition this delivery gets ('' for deliveries enqueued before editions)
 
 
 @dataclass(frozen=True)
@@ -172,7 +191,7 @@ def claim_batch(engine: Engine, campaign_id: int, owner: str, size: int, lease_s
     details = (
         core_select(
             D.id, D.subscriber_id, D.email, S.name, S.token_version,
-            and_(S.status == SubscriberStatus.ACTIVE, M.status == SubscriptionStatus.ACTIVE),
+            and_(S.status == SubscriberStatus.ACTIVE, M.status == SubscriptionStatus.ACTIVE), D.language,
         )
         .select_from(
             Delivery.__table__.join(Campaign.__table__, C.id == D.campaign_id)  # type: ignore[attr-defined]
@@ -187,7 +206,7 @@ def claim_batch(engine: Engine, campaign_id: int, owner: str, size: int, lease_s
         if not ids:
             return []
         rows = conn.execute(details).all()
-    return [Claimed(r[0], r[1], r[2], r[3] or "", r[4], bool(r[5])) for r in rows if r[0] in ids]
+    return [Claimed(r[0], r[1], r[2], r[3] or "", r[4], bool(r[5]), r[6] or "") for r in rows if r[0] in ids]
 
 
 @dataclass(frozen=True)

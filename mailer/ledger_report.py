@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 from mailer.errors import NotFound
 from mailer.reader import Reader
-from mailer.report import STATUS_ORDER, BounceReason, CampaignLine, Report
+from mailer.report import STATUS_ORDER, BounceReason, CampaignLine, EditionFigures, Report
 from mailer.statuses import CampaignStatus, DeliveryStatus
 from subscribers.statuses import EventKind
 
@@ -27,6 +27,16 @@ GROUP BY kind, smtp_code, reason_group ORDER BY n DESC, smtp_code LIMIT :top
 UNSUBSCRIBED = "SELECT COUNT(*) FROM subscriber_event WHERE campaign_id = :cid AND kind = :kind"
 NEXT_RETRY = """
 SELECT MIN(next_attempt_at) FROM delivery WHERE campaign_id = :cid AND status = :deferred AND next_attempt_at > :now
+"""
+BY_EDITION = "SELECT language, status, COUNT(*) FROM delivery WHERE campaign_id = :cid GROUP BY language, status"
+BOUNCED_BY_EDITION = """
+SELECT d.language, b.kind, COUNT(DISTINCT b.delivery_id) FROM bounce_event AS b JOIN delivery AS d ON d.id = b.delivery_id
+WHERE b.campaign_id = :cid GROUP BY d.language, b.kind
+"""
+UNSUBSCRIBED_BY_EDITION = """
+SELECT d.language, COUNT(*) FROM subscriber_event AS e
+JOIN delivery AS d ON d.campaign_id = e.campaign_id AND d.subscriber_id = e.subscriber_id
+WHERE e.campaign_id = :cid AND e.kind = :kind GROUP BY d.language
 """
 HISTORY = """
 SELECT c.id, c.newsletter, c.issue, l.name, c.status, c.started_at,
@@ -78,7 +88,21 @@ def delivery_report(db: Reader, selector: str | None = None, *, top: int = 5) ->
         rate_per_second=(counts[DeliveryStatus.SENT] / duration) if duration else None,
         top_reasons=reasons,
         retry_at=next_retry_at(db, cid) if waiting else None,
+        editions=edition_figures(db, cid),
     )
+
+
+def edition_figures(db: Reader, campaign_id: int) -> dict[str, EditionFigures]:
+    """The campaign's figures split by the language edition each delivery got."""
+    counts: dict[str, dict[str, int]] = {}
+    for language, status, n in db.rows(BY_EDITION, cid=campaign_id):
+        counts.setdefault(language, {s: 0 for s in STATUS_ORDER})[status] = n
+    bounced = {(language, kind): n for language, kind, n in db.rows(BOUNCED_BY_EDITION, cid=campaign_id)}
+    left = dict(db.rows(UNSUBSCRIBED_BY_EDITION, cid=campaign_id, kind=EventKind.UNSUBSCRIBED.value))
+    return {
+        language: EditionFigures(figures, bounced.get((language, "hard"), 0), bounced.get((language, "soft"), 0), left.get(language, 0))
+        for language, figures in counts.items()
+    }
 
 
 def next_retry_at(db: Reader, campaign_id: int) -> datetime | None:

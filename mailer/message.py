@@ -198,3 +198,14 @@ class MessageBuilder:
             digest.update(chunk)
         return self.dkim.header(headers, digest.digest())
 
+
+@dataclass(frozen=True)
+class EditionBuilders:
+    """The builders of a campaign's language editions: each delivery names the edition it gets."""
+
+    by_language: dict[str, MessageBuilder]
+    fallback: str  # the edition of deliveries that name none (enqueued before editions) or an unknown one
+
+    def build(self, r: Recipient, language: str = "") -> Outgoing:
+        return (self.by_language.get(language) or self.by_language[self.fallback]).build(r)
+

@@ -29,6 +29,19 @@ class Campaign(SQLModel, table=True):
     sending_seconds: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})  # summed over runs: the rate's divisor
 
 
+class CampaignEdition(SQLModel, table=True):
+    """One language edition of a campaign's issue, as sent: what the archive shows in that language."""
+
+    __tablename__ = "campaign_edition"
+    __table_args__ = (UniqueConstraint("campaign_id", "language"),)
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", index=True)
+    language: str
+    subject: str
+    issue_path: str = ""
+    issue_source: str = Field(default="", sa_column=Column(Text))
+
+
 class Delivery(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("campaign_id", "subscriber_id"),
@@ -38,6 +51,7 @@ class Delivery(SQLModel, table=True):
     campaign_id: int = Field(foreign_key="campaign.id")
     subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
     email: str  # the address used, as it was at enqueue time
+    language: str = Field(default="", sa_column_kwargs={"server_default": ""})  # the edition it gets ('' before editions)
     status: str = Field(default=DeliveryStatus.QUEUED)
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=utcnow)

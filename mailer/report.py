@@ -24,6 +24,20 @@ class BounceReason:
     count: int
 
 
+@dataclass(frozen=True)
+class EditionFigures:
+    """A campaign's figures for the deliveries of one language edition."""
+
+    counts: dict[str, int]
+    bounced_hard: int
+    bounced_soft: int
+    unsubscribed: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
 @dataclass
 class Report:
     campaign_id: int
@@ -43,6 +57,7 @@ class Report:
     rate_per_second: float | None  # sent messages per second of sending time
     top_reasons: list[BounceReason] = field(default_factory=list)
     retry_at: datetime | None = None  # set when only deferred deliveries are left: when the next is due
+    editions: dict[str, EditionFigures] = field(default_factory=dict)  # by language ('' before editions existed)
 
     @property
     def state(self) -> str:
@@ -105,7 +120,26 @@ def render_table(report: Report) -> "Group":
         for r in report.top_reasons:
             reasons.add_row(r.kind, str(r.code or "-"), str(r.count), Text(r.reason))  # server text is not markup
         parts.append(reasons)
+    if len(report.editions) > 1:
+        parts.append(render_editions(report.editions))
     return Group(*parts)
+
+
+def render_editions(editions: dict[str, EditionFigures]) -> "Table":
+    """Every figure split by language edition, one column each."""
+    from rich.table import Table
+
+    table = Table(title="By edition", title_justify="left")
+    table.add_column("what")
+    languages = sorted(editions)
+    for language in languages:
+        table.add_column(language or "-", justify="right")
+    rows = [(label, lambda e, s=status: e.counts.get(s, 0)) for status, label in ROWS if any(e.counts.get(status) for e in editions.values())]
+    rows += [("hard bounces", lambda e: e.bounced_hard), ("soft bounces", lambda e: e.bounced_soft),
+             ("unsubscribed", lambda e: e.unsubscribed), ("total deliveries", lambda e: e.total)]
+    for label, value in rows:
+        table.add_row(label, *(str(value(editions[language])) for language in languages))
+    return table
 
 
 @dataclass(frozen=True)

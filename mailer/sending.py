@@ -19,7 +19,8 @@ from mailer.bounces import classify
 from mailer.checking import PREVIEW_RECIPIENT, Checking, IssueCheck  # noqa: F401  (re-exported)
 from mailer.errors import MailerError
 from mailer.issue import Issue, load_issue
-from mailer.message import Recipient
+from mailer.editions import Editions, editions_of
+from mailer.message import EditionBuilders, Recipient
 from mailer.models import Campaign, DeliveryStatus
 from subscribers.models import MailingList
 from subscribers.store import count_active, get_list
@@ -31,8 +32,10 @@ if TYPE_CHECKING:  # the composer, dispatcher and transport are imported when a 
 
 @dataclass(frozen=True)
 class SendPlan:
-    issue: Issue
-    composed: "Composed"
+    issue: Issue  # the edition the editor named
+    composed: "Composed"  # ...composed
+    editions: Editions  # every language edition of the issue (the named one included)
+    composed_by_language: dict[str, "Composed"]  # ...each composed, the named one first
     mailing_list: MailingList
     campaign_id: int | None  # the existing campaign of this issue and list, if any
     active: int  # active subscribers of the list
@@ -53,7 +56,11 @@ class SendPlan:
     @property
     def warnings(self) -> list[str]:
         """Each as 'file:line: warning: ...', ready to print."""
-        return [str(p) for p in self.issue.warnings] + [f"{self.issue.path}: warning: {w}" for w in self.composed.warnings]
+        return [
+            line
+            for language, composed in self.composed_by_language.items()
+            for line in [str(p) for p in composed.issue.warnings] + [f"{composed.issue.path}: warning: {w}" for w in composed.warnings]
+        ]
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,10 @@ class Sending(Checking):
         from mailer.compose import compose
 
         newsletter = self.newsletter_for(issue)
-        composed = compose(issue, newsletter, self.settings.base_url)
+        editions = editions_of(issue)
+        composed_by_language = {
+            language: compose(editions.by_language[language], newsletter, self.settings.base_url) for language in editions.languages
+        }
         engine = self.engine
         with self.session() as session:
             mailing_list = get_list(session, list_name or newsletter.list)
@@ -86,7 +96,9 @@ class Sending(Checking):
         waiting = sum(counts.get(s, 0) for s in ledger.PENDING) - pending
         return SendPlan(
             issue=issue,
-            composed=composed,
+            composed=composed_by_language[issue.language],
+            editions=editions,
+            composed_by_language=composed_by_language,
             mailing_list=mailing_list,
             campaign_id=cid,
             active=active,
@@ -101,10 +113,9 @@ class Sending(Checking):
         """Open (or reopen) the campaign and enqueue every active subscriber not already in it; with
         resend_uncertain (an operator's yes), deliveries whose outcome was lost go back to the queue too."""
         with self.session() as session:
-            campaign = ledger.open_campaign(
-                session, plan.issue, plan.mailing_list, plan.issue.source, allow_changed=allow_changed
-            )
-        ledger.enqueue(self.engine, campaign)
+            campaign = ledger.open_campaign(session, plan.editions, plan.mailing_list, allow_changed=allow_changed)
+        fallback = plan.editions.fallback(plan.composed.newsletter.language)
+        ledger.enqueue(self.engine, campaign, plan.editions.languages, fallback)
         if resend_uncertain and campaign.id is not None:
             ledger.requeue_uncertain(self.engine, campaign.id)
         return campaign
@@ -112,7 +123,7 @@ class Sending(Checking):
     async def run_send(
         self,
         campaign: Campaign,
-        composed: Composed,
+        composed_by_language: dict[str, Composed],
         *,
         on_result: Callable[[DeliveryStatus], None] | None = None,
         handle_signals: bool = False,
@@ -126,7 +137,7 @@ class Sending(Checking):
         dispatcher = Dispatcher(
             self.engine,
             campaign.id,
-            self.builder_for(composed, campaign.id, campaign.list_id),
+            self.edition_builders(composed_by_language, campaign.id, campaign.list_id),
             self.senders(),
             DispatchOptions(
                 batch_size=s.batch_size, lease_seconds=s.lease_seconds, max_attempts=s.max_attempts,
@@ -145,6 +156,16 @@ class Sending(Checking):
                 loop.remove_signal_handler(signum)
         ledger.add_sending_time(self.engine, campaign.id, summary.elapsed)
         return SendOutcome(summary, ledger.count_due(self.engine, campaign.id), ledger.next_retry_at(self.engine, campaign.id))
+
+    def edition_builders(self, composed_by_language: dict[str, Composed], campaign_id: int, list_id: int) -> EditionBuilders:
+        """A builder per language edition; deliveries naming no known edition get the newsletter's default
+        language edition, else the first given (the one the editor named)."""
+        first = next(iter(composed_by_language.values()))
+        default = first.newsletter.language
+        return EditionBuilders(
+            {language: self.builder_for(c, campaign_id, list_id) for language, c in composed_by_language.items()},
+            default if default in composed_by_language else first.issue.language,
+        )
 
     async def test_send(self, issue: Issue, address: str) -> tuple["SmtpReply", "Composed"]:
         """One message to one address, subject marked as a test; no campaign, nothing recorded.

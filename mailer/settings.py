@@ -90,6 +90,7 @@ class NewsletterSettings:
     bounce_address: str
     unsubscribe_mailto: str
     website: str = ""
+    language: str = "it"  # the default edition: subscribers whose language has no edition of an issue get this one
     logo_url: str = ""  # absolute, or a path on our web app (e.g. /static/logo-wip.png); empty: no logo
     logo_width: int = 64  # CSS pixels; draw the image at twice that for sharp phones
     logo_alt: str = ""  # empty: the logo is decorative (the masthead's h1 already names the newsletter)

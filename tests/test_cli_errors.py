@@ -81,7 +81,7 @@ def deferred(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
                 mailer.add_subscriber(f"g{n}@example.org", LONG_LIST)
             plan = mailer.plan_send(load_issue(ISSUE_2026), LONG_LIST)
             campaign = mailer.start_send(plan)
-            outcome = asyncio.run(mailer.run_send(campaign, plan.composed))
+            outcome = asyncio.run(mailer.run_send(campaign, plan.composed_by_language))
     assert outcome.summary.counts == {"deferred": 3}
     return {"MAILER_DATABASE_URL": url, "COLUMNS": "80"}
 
@@ -156,7 +156,9 @@ def test_the_confirmation_shows_each_warning_once_with_file_and_line(people: dic
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     warnings = [line for line in refused.stdout.splitlines() if "warning:" in line]
     assert warnings and len(warnings) == len(set(warnings))
-    assert all(re.match(rf"{re.escape(str(ISSUE_2026))}:\d+: warning: ", w) for w in warnings), warnings
+    editions = "|".join(re.escape(str(p)) for p in (ISSUE_2026, ISSUE_2026.with_suffix(".en.md")))  # each edition's own file
+    assert all(re.match(rf"({editions}):\d+: warning: ", w) for w in warnings), warnings
+    assert any(".en.md:" in w for w in warnings) and any(w.startswith(str(ISSUE_2026) + ":") for w in warnings)
     assert not any(w.count("warning:") > 1 or w.startswith("warning:") for w in warnings)
     assert f"despite {len(warnings)} warning(s)?" in refused.stdout
 

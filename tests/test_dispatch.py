@@ -33,13 +33,13 @@ def send(engine: Engine, settings: Settings, server: CaptureServer, **overrides:
     settings = settings.with_overrides(smtp=parse_smtp_url(server.url), **overrides)
     plan = Mailer(settings, engine=engine).plan_send(load_issue(ISSUE_2026), None)
     campaign = Mailer(settings, engine=engine).start_send(plan)
-    return campaign, asyncio.run(Mailer(settings, engine=engine).run_send(campaign, plan.composed)).summary
+    return campaign, asyncio.run(Mailer(settings, engine=engine).run_send(campaign, plan.composed_by_language)).summary
 
 
 async def dispatch(engine: Engine, settings: Settings, plan: SendPlan) -> RunSummary:
     """Start the planned campaign and run it (what `mailer send --yes` does after planning)."""
     mailer = Mailer(settings, engine=engine)
-    return (await mailer.run_send(mailer.start_send(plan), plan.composed)).summary
+    return (await mailer.run_send(mailer.start_send(plan), plan.composed_by_language)).summary
 
 
 def with_server(rule: Rule | None, body):  # type: ignore[no-untyped-def]
@@ -60,7 +60,7 @@ def run_in_loop(engine: Engine, settings: Settings, rule: Rule | None = None, **
         s = settings.with_overrides(smtp=parse_smtp_url(server.url), **overrides)
         plan = Mailer(s, engine=engine).plan_send(load_issue(ISSUE_2026), None)
         campaign = Mailer(settings, engine=engine).start_send(plan)
-        summary = (await Mailer(s, engine=engine).run_send(campaign, plan.composed)).summary
+        summary = (await Mailer(s, engine=engine).run_send(campaign, plan.composed_by_language)).summary
         return server, summary
     return with_server(rule, body)
 
@@ -127,7 +127,7 @@ def test_running_send_again_sends_nothing_twice(engine: Engine, settings: Settin
         for _ in range(3):
             plan = Mailer(s, engine=engine).plan_send(issue, None)
             campaign = Mailer(settings, engine=engine).start_send(plan)
-            (await Mailer(s, engine=engine).run_send(campaign, plan.composed)).summary
+            (await Mailer(s, engine=engine).run_send(campaign, plan.composed_by_language)).summary
         first_rounds = len(server.messages)
         waiting = Mailer(s, engine=engine).plan_send(issue, None)
         assert (waiting.to_send, waiting.waiting) == (0, 1) and waiting.next_retry is not None
@@ -177,7 +177,7 @@ def test_someone_who_left_after_enqueue_is_skipped(engine: Engine, settings: Set
         with Session(engine) as session:
             store.unsubscribe(session, store.find_subscriber(session, "leaves@example.org"), None, method="one-click")
             session.commit()
-        (await Mailer(s, engine=engine).run_send(campaign, plan.composed)).summary
+        (await Mailer(s, engine=engine).run_send(campaign, plan.composed_by_language)).summary
         return [r for m in server.messages for r in m.recipients]
 
     assert with_server(None, body) == ["stays@example.org"]
@@ -189,7 +189,7 @@ def test_an_unreachable_relay_stops_and_leaves_everything_queued(engine: Engine,
     s = settings.with_overrides(smtp=parse_smtp_url("smtp://127.0.0.1:9"))  # discard port: nothing listens
     plan = Mailer(s, engine=engine).plan_send(load_issue(ISSUE_2026), None)
     campaign = Mailer(settings, engine=engine).start_send(plan)
-    summary = asyncio.run(Mailer(s, engine=engine).run_send(campaign, plan.composed)).summary
+    summary = asyncio.run(Mailer(s, engine=engine).run_send(campaign, plan.composed_by_language)).summary
     assert summary.error and "cannot connect to SMTP relay smtp://127.0.0.1:9" in summary.error
     assert summary.released == 2
     assert {(d.status, d.attempts) for d in deliveries(engine).values()} == {(DeliveryStatus.QUEUED, 0)}
@@ -304,7 +304,7 @@ def test_a_line_lost_after_the_message_is_uncertain_and_never_resent_blindly(eng
 
 def test_a_failing_producer_ends_the_run_instead_of_hanging(engine: Engine, settings: Settings) -> None:
     from mailer.dispatch import Dispatcher, DispatchOptions
-    from mailer.message import MessageBuilder, Recipient
+    from mailer.message import EditionBuilders, MessageBuilder, Recipient
     from mailer.transport import SmtpConnection
 
     class BrokenBuilder(MessageBuilder):
@@ -322,7 +322,7 @@ def test_a_failing_producer_ends_the_run_instead_of_hanging(engine: Engine, sett
             s = settings.with_overrides(smtp=parse_smtp_url(server.url))
             builder = BrokenBuilder(plan.composed, TokenSigner(s.secret_keys), base_url=s.base_url, campaign_id=campaign.id or 0)
             senders = [SmtpConnection(s.smtp) for _ in range(2)]
-            dispatcher = Dispatcher(engine, campaign.id or 0, builder, senders, DispatchOptions(batch_size=5))
+            dispatcher = Dispatcher(engine, campaign.id or 0, EditionBuilders({"it": builder}, "it"), senders, DispatchOptions(batch_size=5))
             with pytest.raises(RuntimeError, match="template blew up"):
                 await asyncio.wait_for(dispatcher.run(), timeout=20)
             return [r for m in server.messages for r in m.recipients]

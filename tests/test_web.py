@@ -84,7 +84,7 @@ async def send_issue(mailer: Mailer, people: list[str]) -> int:
         mailer.add_subscriber(email, "work-in-progress", name="Test")
     plan = mailer.plan_send(load_issue(ISSUE_2026), None)
     campaign = mailer.start_send(plan)
-    await mailer.run_send(campaign, plan.composed)
+    await mailer.run_send(campaign, plan.composed_by_language)
     assert campaign.id is not None
     return campaign.id
 

@@ -122,7 +122,7 @@ class Site:
         plan = self.mailer.plan_send(load_issue(path), None)
         campaign = self.mailer.start_send(plan)
         with ThreadPoolExecutor(1) as pool:
-            pool.submit(lambda: asyncio.run(self.mailer.run_send(campaign, plan.composed))).result(timeout=60)
+            pool.submit(lambda: asyncio.run(self.mailer.run_send(campaign, plan.composed_by_language))).result(timeout=60)
         assert campaign.id is not None
         return campaign.id
 

@@ -175,7 +175,8 @@ async def archive_index(request: Request) -> Response:
 
 async def archive_issue(request: Request) -> Response:
     mailer = mailer_of(request)
-    html = await run_in_threadpool(mailer.archive_page, request.path_params["newsletter"], request.path_params["issue"])
+    params = request.path_params
+    html = await run_in_threadpool(mailer.archive_page, params["newsletter"], params["issue"], params.get("language"))
     return HTMLResponse(html, headers={"Content-Security-Policy": MAIL_CSP, "Cache-Control": "public, max-age=300"})
 
 
@@ -240,4 +241,5 @@ routes = [
     Route("/archive/{newsletter}/", archive_index),
     Route("/archive/{newsletter}/feed.atom", archive_feed),
     Route("/archive/{newsletter}/{issue}", archive_issue),
+    Route("/archive/{newsletter}/{issue}/{language}", archive_issue),  # another language edition
 ]
