@@ -79,7 +79,7 @@ def dispatcher_run(port: int, count: int, connections: int, folder: Path) -> tup
     plan = mailer.plan_send(load_issue(PROJECT_ROOT / "examples" / "2026-05-work-in-progress.md"), None)
     campaign = mailer.start_send(plan)
     started = time.perf_counter()
-    outcome = asyncio.run(mailer.run_send(campaign, plan.composed))
+    outcome = asyncio.run(mailer.run_send(campaign, plan.composed_by_language))
     elapsed = time.perf_counter() - started
     size = len(mailer.builder_for(plan.composed, 1, 1).build(PREVIEW_RECIPIENT).data)
     engine.dispose()
