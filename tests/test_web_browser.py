@@ -346,6 +346,7 @@ def test_operator_logs_in_and_reads_a_campaign_report(site: Site, page: Page, re
     # three domains with 3, 2 and 1 deliveries, so the domain chart has bars of different lengths
     add_people(site, "anna@example.org", "bruno@example.org", "ghost@example.org", "carla@example.net",
                "dario@example.net", "elena@example.com")
+    assert site.mailer.add_subscriber("frank@example.com", LIST, name="Frank", language="en")  # gets the English edition
     campaign_id = site.send_issue()
     axe = AxeLog()
 
@@ -372,6 +373,10 @@ def test_operator_logs_in_and_reads_a_campaign_report(site: Site, page: Page, re
     assert bounce_row.count() == 1 and bounce_row.is_visible()
     assert "User unknown" in bounce_row.inner_text() and "hard" in bounce_row.inner_text()
     assert "User unknown" in page.locator("main .chart").nth(2).inner_text()  # the top reasons chart
+    editions = page.locator("main table", has=page.locator("th", has_text="English"))
+    assert editions.count() == 1 and editions.locator("thead th").all_inner_texts()[1:] == ["English", "Italiano"]
+    sent = editions.locator("tbody tr").filter(has=page.get_by_role("rowheader", name="inviati", exact=True)).locator("td").all_inner_texts()
+    assert sent == ["1", "5"], sent  # frank in English; six Italians, one of them bounced
     axe.check(page, "admin campaign report")
     shot(page, request)
     axe.assert_clean()

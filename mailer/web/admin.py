@@ -16,6 +16,7 @@ from mailer.web.errors import Forbidden
 from mailer.i18n import page_strings
 from mailer.web.pages import language_of, render
 from mailer.errors import NotFound
+from mailer.settings import LANGUAGE_NAMES
 from mailer.web.public import limit, mailer_of, small_number
 from mailer.web.security import csrf_ok
 
@@ -104,7 +105,7 @@ async def campaign(request: Request) -> Response:
         title=a["top_reasons"], desc="; ".join(f"{r.count} × {r.code or '-'} {r.reason}" for r in report.top_reasons), no_data=a["no_data"],
     )
     return render(request, "admin/campaign.html.j2", report=report, figures=figures, timeline=timeline, domains=domains,
-                  reasons=reasons, bounces=bounces, operator=request.session["operator"])
+                  reasons=reasons, bounces=bounces, operator=request.session["operator"], language_names=LANGUAGE_NAMES)
 
 
 @operator_only
