@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from mailer.app import Mailer
     from mailer.checking import Checking
+    from mailer.errors import Problem
     from mailer.issue import Issue
     from mailer.reports import Reports
     from mailer.models import Campaign
@@ -161,11 +162,9 @@ def issue_check(file: Path) -> None:
 SPAM_SCORE_LIMIT = 0.5  # what every message we build scores at most (tests/test_mail_quality.py)
 
 
-def _print_warnings(issue: "Issue", composed_warnings: list[str]) -> None:
-    for warning in issue.warnings:
+def _print_warnings(issue: "Issue", composed_warnings: "list[Problem]") -> None:
+    for warning in [*issue.warnings, *composed_warnings]:
         warn(str(warning))  # already 'file:line: warning: ...'
-    for text in composed_warnings:
-        warn(f"{issue.path}: warning: {text}")
 
 
 @app.command()

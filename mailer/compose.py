@@ -19,7 +19,7 @@ from markupsafe import Markup
 from mjml import mjml2html
 from premailer import Premailer
 
-from mailer.errors import ComposeError
+from mailer.errors import ComposeError, Problem
 from mailer.issue import Issue, markdown_parser
 from mailer.markdown_text import markdown_to_text
 from mailer.settings import TEMPLATES_DIR, NewsletterSettings
@@ -28,6 +28,7 @@ from mailer.slots import EMAIL_SLOT, PREFERENCES_SLOT, SLOTS, UNSUBSCRIBE_SLOT  
 
 SIGNATURE_SEPARATOR = "-- "  # RFC 3676: mail clients hide or grey what follows
 TEXT_WIDTH = 72  # the text part's sentences; with a quoted-printable soft break, lines stay within 78
+TEXT_LINE_LIMIT = 78  # RFC 5322's recommended line length; only a link longer than that may pass it
 
 # Gmail clips an HTML body past ~102 KB and hides the rest (our footer with the unsubscribe link).
 GMAIL_CLIP_BYTES = 102_000
@@ -43,11 +44,22 @@ class Composed:
     archive_url: str
 
     @property
-    def warnings(self) -> list[str]:
+    def warnings(self) -> list[Problem]:
+        """What the composed message will show badly: Gmail's clip, links too long for a text line."""
+        path, source = self.issue.path, self.issue.source
+        found = []
         size = len(self.html.encode("utf-8"))
         if size > GMAIL_CLIP_BYTES:
-            return [f"the HTML part is {size // 1000} KB: Gmail clips messages over 102 KB, hiding the footer"]
-        return []
+            found.append(Problem(path, None, f"the HTML part is {size // 1000} KB: Gmail clips messages over 102 KB, hiding the footer", "warning"))
+        for line in self.text.splitlines():
+            if len(line) > TEXT_LINE_LIMIT and not any(slot in line for slot in SLOTS):
+                at = source.find(line)
+                found.append(Problem(
+                    path, source.count("\n", 0, at) + 1 if at >= 0 else None,
+                    f"a link of {len(line)} characters will stand alone on a line over {TEXT_LINE_LIMIT} columns "
+                    f"in the text part (a shorter address reads better): {line}", "warning",
+                ))
+        return found
 
 
 @lru_cache(maxsize=None)

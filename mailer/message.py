@@ -166,7 +166,7 @@ class MessageBuilder:
         token = self._token(r)
         url = f"{self.base_url}/u/{token}"
         name = _one_line(r.name)
-        preferences = f"{self.base_url}/preferences/{self.signer.manage_token(r.subscriber_id, r.token_version, self.campaign_id)}"
+        preferences = f"{self.base_url}/p/{self.signer.manage_token(r.subscriber_id, r.token_version, self.campaign_id)}"
         values = {EMAIL_SLOT: r.email, UNSUBSCRIBE_SLOT: url, PREFERENCES_SLOT: preferences}
         message_id = (
             f"<{self.id_prefix}.d{r.delivery_id}@{self.id_domain}>"

@@ -56,11 +56,7 @@ class SendPlan:
     @property
     def warnings(self) -> list[str]:
         """Each as 'file:line: warning: ...', ready to print."""
-        return [
-            line
-            for language, composed in self.composed_by_language.items()
-            for line in [str(p) for p in composed.issue.warnings] + [f"{composed.issue.path}: warning: {w}" for w in composed.warnings]
-        ]
+        return [str(p) for c in self.composed_by_language.values() for p in [*c.issue.warnings, *c.warnings]]
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ def test_masthead_footer_and_unsubscribe_text(settings: Settings) -> None:
     assert "apposito modulo di questa pagina" in shown
     assert f'href="{settings.base_url}/unsubscribe"' in composed.html
     assert f'href="{UNSUBSCRIBE_SLOT}"' in composed.html and EMAIL_SLOT in composed.text
-    assert composed.warnings == []  # well under Gmail's clipping size
+    assert not any("Gmail clips" in w.message for w in composed.warnings)  # well under Gmail's clipping size
     assert "fonts.googleapis.com" not in composed.html  # opening the mail fetches nothing from third parties
 
 

@@ -61,7 +61,7 @@ def test_bodies_are_the_composed_parts_with_the_recipient_spliced_in(built: tupl
     assert (text_part.get_content_type(), html_part.get_content_type()) == ("text/plain", "text/html")
     url = builder.unsubscribe_url(recipient)
     assert composed.html.count("__MAILER_EMAIL__") == 2 and composed.html.count("__MAILER_UNSUBSCRIBE_URL__") == 1
-    preferences = f"{builder.base_url}/preferences/{builder.signer.manage_token(5, 0, builder.campaign_id)}"
+    preferences = f"{builder.base_url}/p/{builder.signer.manage_token(5, 0, builder.campaign_id)}"
     expected_html = composed.html.replace("__MAILER_EMAIL__", "a&amp;b@example.net").replace(
         "__MAILER_UNSUBSCRIBE_URL__", url
     ).replace("__MAILER_PREFERENCES_URL__", preferences)

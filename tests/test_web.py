@@ -337,7 +337,7 @@ def test_the_archive_shows_sent_issues_without_anyones_links(settings: Settings)
         assert index.status_code == 200 and 'href="/archive/work-in-progress/2026-05"' in index.text
         issue = await client.get("/archive/work-in-progress/2026-05")
         assert issue.status_code == 200 and "CITIES MISSION CONFERENCE 2026" in issue.text
-        assert "__MAILER_" not in issue.text and "/u/" not in issue.text and "/preferences/" not in issue.text
+        assert "__MAILER_" not in issue.text and "/u/" not in issue.text and "/p/" not in issue.text and "/preferences/" not in issue.text
         assert "mara@example.org" not in issue.text
         assert "style-src 'unsafe-inline'" in issue.headers["content-security-policy"]
         # the "view in browser" link every message carries leads here

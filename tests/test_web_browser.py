@@ -414,7 +414,7 @@ def test_every_other_public_page_passes_axe(site: Site, page: Page, context: Bro
     axe.check(page, "unsubscribe page from the mailed link")
 
     [received] = site.mails_to("anna@example.org")
-    page.goto(link_in(text_body(parse(received)), site.base, "/preferences/"))
+    page.goto(link_in(text_body(parse(received)), site.base, "/p/"))
     assert page.locator("h1").inner_text() == IT["preferences_title"]
     assert "anna@example.org" in page.locator("main p.lead").inner_text()
     axe.check(page, "preferences")
@@ -489,7 +489,7 @@ def test_pages_load_nothing_from_another_origin(site: Site, page: Page) -> None:
     body = text_body(message)
     paths = ["/subscribe", "/unsubscribe", "/archive/work-in-progress/", "/archive/work-in-progress/2026-05",
              "/u/garbage", "/no-such-page", http_link(message, site.base)[len(site.base):],
-             link_in(body, site.base, "/preferences/")[len(site.base):]]
+             link_in(body, site.base, "/p/")[len(site.base):]]
     for path in paths:
         page.goto(site.base + path)
         page.wait_for_load_state("load")

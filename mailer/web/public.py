@@ -236,7 +236,8 @@ routes = [
     Route("/unsubscribe/{token}", unsubscribe_form_link, methods=["GET", "POST"]),
     Route("/subscribe", subscribe, methods=["GET", "POST"]),
     Route("/confirm/{token}", confirm, methods=["GET", "POST"]),
-    Route("/preferences/{token}", preferences, methods=["GET", "POST"]),
+    Route("/p/{token}", preferences, methods=["GET", "POST"]),  # short: the text part's line stays within 78 columns
+    Route("/preferences/{token}", preferences, methods=["GET", "POST"]),  # the path of links sent before
     Route("/archive/", archive_root),
     Route("/archive/{newsletter}/", archive_index),
     Route("/archive/{newsletter}/feed.atom", archive_feed),
