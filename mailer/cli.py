@@ -35,6 +35,8 @@ app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(admin_app, name="admin")
 dkim_app = typer.Typer(help="DKIM keys for signing the messages we send.", **PLAIN)
 app.add_typer(dkim_app, name="dkim")
+bounces_app = typer.Typer(help="Messages that came back to the bounce address.", **PLAIN)
+app.add_typer(bounces_app, name="bounces")
 
 
 def main() -> None:
@@ -429,6 +431,54 @@ def dkim_keygen(
     say("then sign with:")
     say(f"  MAILER_DKIM_KEY_FILE={path.resolve()} MAILER_DKIM_SELECTOR={selector}"
         + (f" MAILER_DKIM_DOMAIN={domain}" if domain else ""))
+
+
+@bounces_app.command("parse")
+def bounces_parse(
+    files: list[Path] = typer.Argument(..., help="Messages as files (.eml, or a Maildir's files)"),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per failed recipient (or per message) per line"),
+) -> None:
+    """Show what bounce messages say.
+
+    For each file: the failed recipients, each with kind (hard or soft), enhanced status, the server's
+    words, the reporting server and the delivery our signed return path names; or what else it is
+    (a complaint, an auto-reply, a delay notice). Nothing is recorded."""
+    import json
+
+    from mailer.inbox import Inbox
+    from mailer.settings import load_settings
+
+    inbox = Inbox(load_settings())
+    unreadable = 0
+    for path in files:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            warn(f"{path}: cannot read: {exc.strerror or exc}")
+            unreadable += 1
+            continue
+        found = inbox.read_bounce(data)
+        r = found.reading
+        base = {"file": str(path), "kind": r.kind, "delivery": found.delivery_id}
+        if r.kind == "bounce":
+            for f in r.failures:
+                row = {**base, "recipient": f.recipient, "bounce": f.kind, "status": f.status, "diagnostic": f.diagnostic,
+                       "reporting_mta": f.reporting_mta, "found_by": f.source}
+                if as_json:
+                    print(json.dumps(row, ensure_ascii=False))
+                else:
+                    say(f"{path}: {f.kind} bounce {f.recipient} {f.status or '-'}"
+                        + (f" (delivery {found.delivery_id})" if found.delivery_id else "")
+                        + (f" via {f.reporting_mta}" if f.reporting_mta else "") + (f": {f.diagnostic}" if f.diagnostic else ""))
+        elif as_json:
+            print(json.dumps({**base, "complainant": r.complainant} if r.kind == "complaint" else base, ensure_ascii=False))
+        else:
+            what = {"complaint": f"complaint (abuse report) from {r.complainant or 'an unnamed recipient'}",
+                    "auto-reply": "auto-reply (not a bounce)", "delayed": "delay notice (not a failure: the server keeps trying)",
+                    "other": "not a bounce report"}[r.kind]
+            say(f"{path}: {what}" + (f" (delivery {found.delivery_id})" if found.delivery_id else ""))
+    if unreadable:
+        raise typer.Exit(1)
 
 
 # ---- local tools ----------------------------------------------------------------------------------------
