@@ -126,7 +126,11 @@ class Dispatcher:
                 queue.put_nowait(None)
             await asyncio.gather(*workers, return_exceptions=True)
             await asyncio.gather(*(s.close() for s in self.senders), return_exceptions=True)
-            self._settle_streak()  # the run ended without tripping: its last bounces are real
+            failed = any(t.done() and not t.cancelled() and t.exception() is not None for t in (producer, *workers))
+            if self.summary.stopped or self.summary.error or failed:
+                self._return_streak()  # ended early: nothing since the last delivery proves those bounces real
+            else:
+                self._settle_streak()  # ran to the end without tripping: its last bounces are real
             self.summary.released = ledger.release(self.engine, list(self._unsent), self.owner)
             self._unsent.clear()
             ledger.finish_if_done(self.engine, self.campaign_id)
@@ -198,11 +202,15 @@ class Dispatcher:
         ledger.suppress_subscribers(self.engine, [s for _, s in self._streak if s is not None])
         self._streak.clear()
 
+    def _return_streak(self) -> None:
+        """The 5xx since the last delivery are unproven: back to the queue, addresses untouched."""
+        ledger.requeue_refused(self.engine, [d for d, _ in self._streak])
+        self._streak.clear()
+
     def _trip(self, last_reply: str) -> None:
         """Too many 5xx in a row: stop, and give those deliveries back to the queue, addresses untouched."""
         count = len(self._streak)
-        ledger.requeue_refused(self.engine, [d for d, _ in self._streak])
-        self._streak.clear()
+        self._return_streak()
         self._fail(f"the relay refused {count} messages in a row (last: {last_reply}); they stay queued")
 
     def _record(self, claimed: Claimed, result: Result) -> None:

@@ -410,3 +410,37 @@ def test_real_bounces_at_the_end_of_a_run_are_suppressed(engine: Engine, setting
         assert {s.email: s.status for s in session.exec(select(Subscriber))} == {
             "alive@example.org": "active", "dead1@example.org": "bounced", "dead2@example.org": "bounced",
         }
+
+
+def test_a_run_stopped_before_its_bounces_are_settled_suppresses_no_one(engine: Engine, settings: Settings) -> None:
+    """Nine 550s, then SIGTERM before any delivery: the run cannot tell real bounces from a relay gone bad,
+    so it suppresses no one and gives those nine deliveries back to the queue (as a tripped breaker does)."""
+    import os
+    import signal
+
+    add_people(engine, [f"dead{n}@example.org" for n in range(9)] + [f"later{n}@example.org" for n in range(5)])
+
+    async def body(server: CaptureServer):  # type: ignore[no-untyped-def]
+        s = settings.with_overrides(smtp=parse_smtp_url(server.url), smtp_connections=1)
+        mailer = Mailer(s, engine=engine)
+        plan = mailer.plan_send(load_issue(ISSUE_2026), None)
+        campaign = mailer.start_send(plan)
+        results: list[DeliveryStatus] = []
+
+        def on_result(status: DeliveryStatus) -> None:
+            results.append(status)
+            if len(results) == 9:
+                os.kill(os.getpid(), signal.SIGTERM)  # what an operator's Ctrl-C or a service stop does
+
+        return (await mailer.run_send(campaign, plan.composed_by_language, on_result=on_result, handle_signals=True)).summary
+
+    # the relay then stalls: nothing is delivered after the nine (a delivery would prove them real)
+    summary = with_server(lambda r: "550 5.1.1 User unknown" if r.startswith("dead") else "451 4.3.0 Try again later", body)
+    assert summary.stopped and summary.counts[DeliveryStatus.BOUNCED] == 9
+    with Session(engine) as session:
+        assert {s.status for s in session.exec(select(Subscriber))} == {SubscriberStatus.ACTIVE}
+        assert {e.kind for e in session.exec(select(BounceEvent))} == {"soft"}  # kept as the record of what was said
+        assert len(session.exec(select(BounceEvent).where(BounceEvent.smtp_code == 550)).all()) == 9
+    rows = deliveries(engine)
+    assert {rows[f"dead{n}@example.org"].status for n in range(9)} == {DeliveryStatus.QUEUED}
+    assert {rows[f"later{n}@example.org"].status for n in range(5)} <= {DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED}
