@@ -348,6 +348,15 @@ def subscribers_remove(email: str, list_name: Optional[str] = typer.Option(None,
     say(f"{address}: {ended} subscription(s) ended")
 
 
+@subscribers_app.command("unsuppress")
+def subscribers_unsuppress(email: str) -> None:
+    """Let a bounced or complained address get mail again.
+
+    An operator's decision, on record; the subscriptions are as they were."""
+    address, previous = _mailer().unsuppress_subscriber(email)
+    say(f"{address}: no longer {previous}; mail goes to it again")
+
+
 @subscribers_app.command("list")
 def subscribers_list(
     list_name: Optional[str] = typer.Option(None, "--list"),

@@ -71,6 +71,16 @@ class People(Core):
                 raise StoreError(f"{subscriber.email} is not subscribed to {where}")
             return subscriber.email, ended
 
+    def unsuppress_subscriber(self, email: str) -> tuple[str, str]:
+        """An operator's decision that a bounced or complained address may get mail again (on record).
+        Returns the address and the status lifted."""
+        with self.session() as session:
+            subscriber = store.find_subscriber(session, email)
+            previous = store.unsuppress(session, subscriber)
+            assert subscriber.id is not None
+            session.add(SubscriberEvent(subscriber_id=subscriber.id, kind=EventKind.UNSUPPRESSED, method="admin", detail=f"was {previous}"))
+            return subscriber.email, previous
+
     def list_subscribers(self, out: TextIO, list_name: str | None = None, status: str | None = None) -> int:
         """Write subscribers as CSV (of one list, or everyone); returns how many."""
         check_status(status)

@@ -24,3 +24,4 @@ class EventKind(StrEnum):
     CONFIRMED = "confirmed"  # confirmed a subscription (double opt-in), or came back through a confirmation
     PREFERENCES = "preferences"  # changed language or lists on the preferences page
     SUBSCRIBED = "subscribed"  # put on a list by an operator (`subscribers add`); imports record their source instead
+    UNSUPPRESSED = "unsuppressed"  # an operator lifted a bounce or complaint suppression (`subscribers unsuppress`)

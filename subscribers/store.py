@@ -10,7 +10,7 @@ from sqlalchemy import func, update
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
-from subscribers.errors import InvalidAddress, UnknownList, UnknownSubscriber
+from subscribers.errors import InvalidAddress, StoreError, UnknownList, UnknownSubscriber
 from subscribers.models import (
     MailingList,
     Subscriber,
@@ -218,6 +218,20 @@ def suppress(conn: Connection, subscriber_id: int, status: SubscriberStatus) -> 
         .where(table.c.id == subscriber_id, table.c.status == SubscriberStatus.ACTIVE)
         .values(status=status, updated_at=utcnow())
     )
+
+
+SUPPRESSED = (SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
+
+
+def unsuppress(session: Session, subscriber: Subscriber) -> str:
+    """Mail may go to a suppressed subscriber again (their subscriptions are as they were); returns the
+    status lifted. Anyone not suppressed is an error: there is nothing to lift."""
+    previous = subscriber.status
+    if previous not in SUPPRESSED:
+        raise StoreError(f"{subscriber.email} is not suppressed (status: {previous})")
+    subscriber.status, subscriber.updated_at = SubscriberStatus.ACTIVE, utcnow()
+    session.add(subscriber)
+    return previous
 
 
 @dataclass(frozen=True)

@@ -284,3 +284,25 @@ def test_after_a_hard_kill_only_messages_that_reached_smtp_are_in_doubt(env: dic
     assert len(uncertain) <= 4  # at most one in flight per connection
     assert len(received) == len(set(received))  # nobody twice
     assert set(received) | set(uncertain) == {f"k{n}@example.org" for n in range(80)}  # nobody forgotten
+
+
+def test_an_operator_lifts_a_suppression_on_record(env: dict[str, str], relay: CaptureServer) -> None:
+    import sqlite3
+
+    env = {**env, "MAILER_SMTP_URL": relay.url}
+    for address in ("a@example.org", "ghost@example.org"):
+        assert run(["subscribers", "add", address, "--list", "work-in-progress"], env).returncode == 0
+    assert run(["send", str(ISSUE_2026), "--yes"], env).returncode == 0  # the relay refuses ghost: 550 User unknown
+    assert "ghost@example.org" in run(["subscribers", "list", "--status", "bounced"], env).stdout
+    lifted = run(["subscribers", "unsuppress", "Ghost@Example.org"], env)
+    assert lifted.returncode == 0 and "ghost@example.org: no longer bounced" in lifted.stdout, lifted.stderr
+    assert "ghost@example.org" not in run(["subscribers", "list", "--status", "bounced"], env).stdout
+    db = sqlite3.connect(env["MAILER_DATABASE_URL"].removeprefix("sqlite:///"))
+    events = db.execute("SELECT e.kind, e.method, e.detail FROM subscriber_event e JOIN subscriber s ON s.id = e.subscriber_id "
+                        "WHERE s.email = 'ghost@example.org' ORDER BY e.id").fetchall()
+    db.close()
+    assert events[-1] == ("unsuppressed", "admin", "was bounced")
+    again = run(["subscribers", "unsuppress", "ghost@example.org"], env)
+    assert again.returncode == 1 and "ghost@example.org is not suppressed (status: active)" in again.stderr
+    unknown = run(["subscribers", "unsuppress", "nobody@example.org"], env)
+    assert unknown.returncode == 1 and "nobody@example.org is not a subscriber" in unknown.stderr
