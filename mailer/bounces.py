@@ -12,17 +12,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mailer.bounce_meaning import meaning
 from mailer.models import DeliveryStatus
 from mailer.replies import DATA, DONE, MAIL, SmtpReply
 
 _ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>]+>?")
 _QUEUE_ID = re.compile(r"\b(?=[A-Za-z0-9]*\d)[A-Za-z0-9]{8,}\b")
-_NO_MAILBOX = re.compile(
-    r"unknown|no such|does not exist|doesn't exist|not exist|invalid (recipient|mailbox|address)|"
-    r"mailbox (unavailable|not found|disabled)|user not found|recipient rejected|not a valid|undeliverable|"
-    r"address rejected|no mailbox",
-    re.IGNORECASE,
-)
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 # Refusals of us rather than of the recipient, which Postfix and others often give at RCPT time.
 _REFUSES_US = re.compile(
@@ -72,13 +67,21 @@ def refuses_us(reply: SmtpReply) -> bool:
 
 
 def address_refused(reply: SmtpReply) -> bool:
-    """Does this 5xx say the address itself does not work?"""
+    """Does this 5xx say the address itself does not work? The words decide (mailer.bounce_meaning), with
+    what only the session knows: a refusal with neither telling words nor a 5.1.x/5.2.1 code, or a bare 5xx
+    after DATA, is about this message and suppresses nobody."""
     enhanced = _enhanced(reply.text)
-    if enhanced:
-        _, subject, detail = enhanced.split(".")
-        return (subject == "1" and detail not in ("7", "8")) or (subject == "2" and detail == "1")
-    # No enhanced code: a bare 550/551/553 to RCPT is hard only when its words say the mailbox is not there.
-    return reply.stage != DATA and reply.code in (550, 551, 553) and bool(_NO_MAILBOX.search(reply.text))
+    found = meaning(enhanced, reply.text)
+    if found.kind != "hard" or (found.reason == "other" and not _address_code(enhanced)):
+        return False
+    return bool(enhanced) or reply.stage != DATA
+
+
+def _address_code(enhanced: str) -> bool:
+    if not enhanced:
+        return False
+    _, subject, detail = enhanced.split(".")
+    return (subject == "1" and detail not in ("7", "8")) or (subject == "2" and detail == "1")
 
 
 def _enhanced(text: str) -> str:

@@ -14,28 +14,10 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.utils import getaddresses
 
-_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+from mailer.bounce_meaning import STATUS as _STATUS, classify, meaning
+
 _ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 
-# Soft whatever the code: the address works, the message or the moment did not.
-SOFT_MEANINGS = re.compile(
-    r"mailbox (?:is )?full|over ?quota|quota exceeded|exceeded (?:the )?(?:storage|quota)|insufficient (?:system )?storage"
-    r"|greylist|graylist|try (?:again )?later|temporar|rate limit|too many (?:messages|connections|recipients)|throttl"
-    r"|message (?:is )?too (?:large|big)|size exceeds|exceeds (?:the )?(?:maximum|size)|message size"
-    r"|spam|blocked|block ?list|blacklist|listed|reputation|policy|rejected for policy|content rejected|dmarc|spf|dkim",
-    re.I,
-)
-SOFT_STATUSES = {(2, 2), (3, 4), (2, 3), (4, 5), (7, 1), (7, 26), (7, 509)}  # full, too big, congestion, policy
-# Hard: the address itself does not work.
-HARD_MEANINGS = re.compile(
-    r"user unknown|unknown user|no such (?:user|mailbox|recipient|address)|does not exist|doesn't exist|not exist"
-    r"|unknown (?:recipient|address|mailbox)|invalid (?:recipient|mailbox|address)|recipient (?:address )?rejected: (?:user|unknown)"
-    r"|address rejected|mailbox unavailable|mailbox not found|account (?:is )?(?:disabled|inactive|deactivated|closed|suspended)"
-    r"|disabled (?:account|mailbox)|host (?:or domain name )?not found|domain (?:not found|does not exist)|no mx|nxdomain"
-    r"|unrouteable|unroutable|relay access denied",
-    re.I,
-)
-HARD_STATUSES = {(1, 1), (1, 2), (1, 3), (1, 6), (1, 10), (2, 1), (4, 4)}
 AUTO_REPLY_SUBJECT = re.compile(
     r"^(?:auto(?:matic)?[ -]?(?:reply|response|risposta)|out of (?:the )?office|fuori sede|assente|absence|abwesend|vacation)", re.I
 )
@@ -51,6 +33,11 @@ class Failure:
     diagnostic: str = ""  # the remote server's words
     reporting_mta: str = ""
     source: str = "dsn"  # dsn (RFC 3464), flufl (another format flufl.bounce knows)
+    reason: str = ""  # a key of mailer.bounce_meaning.REASON_LABELS
+
+    @property
+    def why(self) -> str:
+        return self.reason or meaning(self.status, self.diagnostic).reason
 
 
 @dataclass(frozen=True)
@@ -62,26 +49,6 @@ class Reading:
     complainant: str = ""  # for a complaint: the recipient who complained, when the report says
     to: tuple[str, ...] = field(default=())  # the addresses it was sent to (our VERP return path is among them)
     subject: str = ""
-
-
-def classify(status: str, diagnostic: str) -> str:
-    """'hard' or 'soft', by meaning: a full mailbox, greylisting, rate limits, size and policy blocks are
-    soft even as 5.x.x; an unknown user, a missing domain or a disabled account is hard."""
-    text = diagnostic or ""
-    if HARD_MEANINGS.search(text) and not re.search(r"mailbox (?:is )?full|over ?quota", text, re.I):
-        return "hard"
-    if SOFT_MEANINGS.search(text):
-        return "soft"
-    found = _STATUS.search(status or "") or _STATUS.search(text)
-    if found:
-        klass, subject, detail = (int(g) for g in found.groups())
-        if klass == 4 or (subject, detail) in SOFT_STATUSES:
-            return "soft"
-        if (subject, detail) in HARD_STATUSES:
-            return "hard"
-        return "hard" if klass == 5 else "soft"
-    code = re.search(r"\b([45])\d\d\b", text)
-    return "soft" if code and code.group(1) == "4" else "hard"
 
 
 def read_message(data: bytes) -> Reading:
@@ -187,7 +154,8 @@ def _delivery_status(msg: Message) -> tuple[list[Failure], bool, bool]:
             status = (_STATUS.search(block.get("status", "")) or _STATUS.search(block.get("diagnostic-code", "")))
             code = status.group(0) if status else ""
             diagnostic = " ".join(block.get("diagnostic-code", "").split(";", 1)[-1].split())
-            failures.append(Failure(address.group(0).lower(), classify(code, diagnostic), code, diagnostic, mta))
+            found = meaning(code, diagnostic)
+            failures.append(Failure(address.group(0).lower(), found.kind, code, diagnostic, mta, reason=found.reason))
     return failures, delayed, reported
 
 
@@ -231,8 +199,11 @@ def _flufl(msg: Message) -> list[Failure]:
             continue
         near = _text_near(body, address)
         status = _STATUS.search(near)
-        kind = classify(status.group(0) if status else "", near) if near else default
-        out.append(Failure(address, kind, status.group(0) if status else "", " ".join(near.split())[:300], "", "flufl"))
+        code = status.group(0) if status else ""
+        found = meaning(code, near) if near else None
+        kind = found.kind if found else default
+        reason = found.reason if found else ("temporary" if default == "soft" else "other")
+        out.append(Failure(address, kind, code, " ".join(near.split())[:300], "", "flufl", reason))
     return out
 
 
