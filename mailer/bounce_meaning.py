@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+_REPLY_ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>]+>?")
+_QUEUE_ID = re.compile(r"\b(?=[A-Za-z0-9]*\d)[A-Za-z0-9]{8,}\b")
 STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 # Each reason: a pattern of words, the kind it implies. Checked in this order; the first match wins, except
@@ -59,6 +61,7 @@ REASON_LABELS = {
     "spam-block": "refused as spam",
     "policy-block": "policy or reputation block",
     "temporary": "temporary failure",
+    "connection": "connection lost",
     "other": "other",
 }
 # Reasons that say something about the address (counted towards its bounce score), as opposed to the
@@ -101,3 +104,25 @@ def meaning(status: str, text: str) -> Meaning:
 def classify(status: str, diagnostic: str) -> str:
     """'hard' or 'soft' (see meaning())."""
     return meaning(status, diagnostic).kind
+
+
+def reason_group(reply: str) -> str:
+    """The reply with what varies per recipient (addresses, queue ids) blanked, so that
+    '550 5.1.1 <a@x>: User unknown' and '550 5.1.1 <b@y>: User unknown' count as one reason."""
+    text = _REPLY_ADDRESS.sub("<address>", reply)
+    text = _QUEUE_ID.sub("<id>", text)
+    return " ".join(text.split())[:300]
+
+
+@dataclass(frozen=True)
+class Bounce:
+    """One bounce of one recipient, as met in the session or read in a bounce message."""
+
+    kind: str  # hard or soft
+    reason: str  # mailer.bounce_meaning's reason
+    text: str  # the server's words
+    source: str  # smtp or dsn
+    code: int | None = None  # the basic SMTP code, when known
+    status: str = ""  # the enhanced status code, when known
+    recipient: str = ""
+    reporting_mta: str = ""

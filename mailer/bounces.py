@@ -12,12 +12,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mailer.bounce_meaning import meaning
+from mailer.bounce_meaning import Bounce, meaning, reason_group  # noqa: F401  (reason_group re-exported)
 from mailer.models import DeliveryStatus
 from mailer.replies import DATA, DONE, MAIL, SmtpReply
 
-_ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>]+>?")
-_QUEUE_ID = re.compile(r"\b(?=[A-Za-z0-9]*\d)[A-Za-z0-9]{8,}\b")
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 # Refusals of us rather than of the recipient, which Postfix and others often give at RCPT time.
 _REFUSES_US = re.compile(
@@ -28,20 +26,19 @@ _REFUSES_US = re.compile(
 )
 
 
-def reason_group(reply: str) -> str:
-    """The reply with what varies per recipient (addresses, queue ids) blanked, so that
-    '550 5.1.1 <a@x>: User unknown' and '550 5.1.1 <b@y>: User unknown' count as one reason."""
-    text = _ADDRESS.sub("<address>", reply)
-    text = _QUEUE_ID.sub("<id>", text)
-    return " ".join(text.split())[:300]
-
-
 @dataclass(frozen=True)
 class Verdict:
     status: DeliveryStatus | None  # None: not recorded, the delivery goes back to the queue
     bounce: str | None = None  # "hard", "soft" or None: the bounce event to log
-    suppress: bool = False  # stop all mail to this address
+    suppress: bool = False  # the address itself is refused (a hard bounce: mailer.policy decides)
     stop_run: bool = False  # the relay refuses us as a whole
+    reason: str = ""  # mailer.bounce_meaning's reason, for a bounce
+
+    def bounce_of(self, reply: SmtpReply, recipient: str) -> Bounce | None:
+        """The bounce event this verdict logs, if any."""
+        if self.bounce is None:
+            return None
+        return Bounce(self.bounce, self.reason, reply.text, "smtp", reply.code, _enhanced(reply.text), recipient)
 
 
 def classify(reply: SmtpReply) -> Verdict:
@@ -53,12 +50,13 @@ def classify(reply: SmtpReply) -> Verdict:
     if code is None:  # the line was lost
         if stage == DATA:  # the message may have been accepted before the line went: never resend blindly
             return Verdict(DeliveryStatus.UNCERTAIN)
-        return Verdict(DeliveryStatus.DEFERRED, bounce="soft")
+        return Verdict(DeliveryStatus.DEFERRED, bounce="soft", reason="connection")
+    found = meaning(_enhanced(reply.text), reply.text)
     if 400 <= code < 500:
-        return Verdict(DeliveryStatus.DEFERRED, bounce="soft")
+        return Verdict(DeliveryStatus.DEFERRED, bounce="soft", reason=found.reason if found.kind == "soft" else "temporary")
     if address_refused(reply):
-        return Verdict(DeliveryStatus.BOUNCED, bounce="hard", suppress=True)
-    return Verdict(DeliveryStatus.BOUNCED, bounce="soft")
+        return Verdict(DeliveryStatus.BOUNCED, bounce="hard", suppress=True, reason=found.reason)
+    return Verdict(DeliveryStatus.BOUNCED, bounce="soft", reason=found.reason if found.kind == "soft" else "other")
 
 
 def refuses_us(reply: SmtpReply) -> bool:

@@ -20,9 +20,10 @@ from sqlalchemy.engine import Engine
 from mailer import ledger
 from mailer.bounces import classify
 from mailer.errors import TransportError
-from mailer.ledger import Claimed, Result
+from mailer.ledger import Claimed, Recorded, Result
 from mailer.message import EditionBuilders, Outgoing, Recipient
 from mailer.models import DeliveryStatus
+from mailer.policy import BouncePolicy
 from mailer.transport import RateLimiter, SmtpReply
 
 
@@ -42,6 +43,7 @@ class DispatchOptions:
     retry_backoff: Sequence[int] = (300, 900, 3600, 14400)
     rate: float = 0.0
     max_rejections: int = 10  # this many 5xx in a row means the relay blocks us: stop
+    policy: BouncePolicy = field(default_factory=BouncePolicy)  # what a bounce does to an address
 
 
 @dataclass
@@ -82,7 +84,7 @@ class Dispatcher:
         self._limiter = RateLimiter(options.rate)
         self._unsent: dict[int, Claimed] = {}  # claimed, not yet handed to SMTP: released on stop
         self._stopping = asyncio.Event()
-        self._streak: list[tuple[int, int | None]] = []  # 5xx since the last delivery: (delivery, subscriber to suppress)
+        self._streak: list[tuple[int, int | None]] = []  # 5xx since the last delivery: (delivery, its bounce event)
         self._queue_size = 4 * len(self.senders)
         if options.rate > 0:
             # A claimed row waits at most (batch + queue) sends; its lease must outlast that comfortably.
@@ -186,11 +188,11 @@ class Dispatcher:
                 self._fail(f"the relay refused our sender {outgoing.envelope_from}: {reply.code} {reply.text}")
                 return
             self._unsent.pop(claimed.delivery_id, None)
-            # A hard bounce suppresses its address only once a later message gets through: ten 5xx with no
+            # A 5xx is judged by the bounce policy only once a later message gets through: ten 5xx with no
             # delivery between them are more likely the relay's doing (quota, block, misconfiguration).
-            self._record(claimed, Result(verdict.status, reply.code, reply.text, bounce=verdict.bounce))
-            if verdict.status == DeliveryStatus.BOUNCED:
-                self._streak.append((claimed.delivery_id, claimed.subscriber_id if verdict.suppress else None))
+            recorded = self._record(claimed, Result(verdict.status, reply.code, reply.text, verdict.bounce_of(reply, claimed.email)))
+            if recorded.status == DeliveryStatus.BOUNCED:
+                self._streak.append((claimed.delivery_id, recorded.bounce_event))
                 if len(self._streak) >= self.options.max_rejections:
                     self._trip(f"{reply.code} {reply.text}")
                     return
@@ -198,13 +200,13 @@ class Dispatcher:
                 self._settle_streak()
 
     def _settle_streak(self) -> None:
-        """The relay delivers: the bounces met since the last delivery were real; suppress hard ones."""
-        ledger.suppress_subscribers(self.engine, [s for _, s in self._streak if s is not None])
+        """The relay delivers: the bounces met since the last delivery were real; the policy judges them."""
+        ledger.settle_bounces(self.engine, self.options.policy, [e for _, e in self._streak if e is not None])
         self._streak.clear()
 
     def _return_streak(self) -> None:
         """The 5xx since the last delivery are unproven: back to the queue, addresses untouched."""
-        ledger.requeue_refused(self.engine, [d for d, _ in self._streak])
+        ledger.requeue_refused(self.engine, [d for d, _ in self._streak], [e for _, e in self._streak if e is not None])
         self._streak.clear()
 
     def _trip(self, last_reply: str) -> None:
@@ -213,11 +215,12 @@ class Dispatcher:
         self._return_streak()
         self._fail(f"the relay refused {count} messages in a row (last: {last_reply}); they stay queued")
 
-    def _record(self, claimed: Claimed, result: Result) -> None:
+    def _record(self, claimed: Claimed, result: Result) -> Recorded:
         opts = self.options
-        status = ledger.record_result(
+        recorded = ledger.record_result(
             self.engine, claimed, self.campaign_id, self.owner, result,
-            max_attempts=opts.max_attempts, backoff=opts.retry_backoff,
+            max_attempts=opts.max_attempts, backoff=opts.retry_backoff, policy=opts.policy,
         )
-        self.summary.counts[status] += 1
-        self.on_result(status)
+        self.summary.counts[recorded.status] += 1
+        self.on_result(recorded.status)
+        return recorded

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.utils import getaddresses
 
-from mailer.bounce_meaning import STATUS as _STATUS, classify, meaning
+from mailer.bounce_meaning import STATUS as _STATUS, classify, meaning  # noqa: F401  (classify re-exported)
 
 _ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 

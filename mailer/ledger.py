@@ -11,18 +11,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, func, insert, literal, select as core_select, update
+from sqlalchemy import and_, case, func, literal, select as core_select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from mailer.bounces import reason_group
+from mailer.bounce_log import Bounce, apply_policy, log_bounce, settle, soften
 from mailer.errors import CampaignError
-from mailer.models import BounceEvent, Campaign, CampaignEdition, CampaignStatus, Delivery, DeliveryStatus
+from mailer.models import Campaign, CampaignEdition, CampaignStatus, Delivery, DeliveryStatus
 from subscribers.models import MailingList, Subscriber, SubscriberStatus, Subscription, SubscriptionStatus, utcnow
-from subscribers.store import suppress
 
 if TYPE_CHECKING:
+    from mailer.policy import BouncePolicy
     from mailer.editions import Editions
     from mailer.issue import Issue
 
@@ -216,8 +216,13 @@ class Result:
     status: DeliveryStatus  # sent, deferred, bounced, uncertain or skipped
     code: int | None = None
     reply: str = ""
-    bounce: str | None = None  # "hard" or "soft": log a bounce event of that kind
-    suppress: bool = False  # the address does not work: stop all mail to it
+    bounce: Bounce | None = None  # log this bounce event
+
+
+@dataclass(frozen=True)
+class Recorded:
+    status: DeliveryStatus  # as stored (a deferral past max_attempts is stored as failed)
+    bounce_event: int | None = None  # the event written, for the dispatcher to settle or soften later
 
 
 def record_result(
@@ -229,9 +234,11 @@ def record_result(
     *,
     max_attempts: int,
     backoff: Sequence[int],
-) -> DeliveryStatus:
-    """Write one result at once, in its own transaction. Returns the status stored: a deferral past
-    max_attempts is stored as failed; a row whose lease this owner lost is left alone (UNCERTAIN returned)."""
+    policy: BouncePolicy,
+) -> Recorded:
+    """Write one result at once, in its own transaction. A row whose lease this owner lost is left alone
+    (UNCERTAIN returned). A delivery that fails for good after its retries is judged by the bounce policy
+    here; 5xx bounces are judged later by the dispatcher (mailer.bounce_log.settle)."""
     now = utcnow()
     status = result.status
     values: dict[str, object] = {
@@ -253,24 +260,16 @@ def record_result(
         )
         if updated.rowcount != 1:
             transaction.rollback()
-            return DeliveryStatus.UNCERTAIN
+            return Recorded(DeliveryStatus.UNCERTAIN)
+        event = None
         if result.bounce:
-            conn.execute(
-                insert(BounceEvent.__table__).values(  # type: ignore[attr-defined]
-                    delivery_id=claimed.delivery_id,
-                    campaign_id=campaign_id,
-                    subscriber_id=claimed.subscriber_id,
-                    kind=result.bounce,
-                    source="smtp",
-                    smtp_code=result.code,
-                    reason=result.reply[:1000],
-                    reason_group=reason_group(result.reply),
-                    created_at=now,
-                )
+            event = log_bounce(
+                conn, result.bounce, delivery_id=claimed.delivery_id, campaign_id=campaign_id,
+                subscriber_id=claimed.subscriber_id, now=now,
             )
-        if result.suppress:
-            suppress(conn, claimed.subscriber_id, SubscriberStatus.BOUNCED)
-    return status
+            if status == DeliveryStatus.FAILED:
+                apply_policy(conn, policy, claimed.subscriber_id, result.bounce.kind, result.bounce.reason, now, campaign_id)
+    return Recorded(status, event)
 
 
 def release(engine: Engine, delivery_ids: Sequence[int], owner: str) -> int:
@@ -378,25 +377,23 @@ def count_due(engine: Engine, campaign_id: int) -> int:
         ).scalar_one()
 
 
-def suppress_subscribers(engine: Engine, subscriber_ids: Sequence[int]) -> None:
-    """Suppress subscribers whose hard bounces were held back until the relay proved it delivers."""
-    if subscriber_ids:
-        with engine.begin() as conn:
-            for subscriber_id in subscriber_ids:
-                suppress(conn, subscriber_id, SubscriberStatus.BOUNCED)
+def settle_bounces(engine: Engine, policy: BouncePolicy, event_ids: Sequence[int]) -> int:
+    """Judge the 5xx bounces held back since the relay last delivered (see mailer.bounce_log.settle)."""
+    if not event_ids:
+        return 0
+    with engine.begin() as conn:
+        return settle(conn, policy, list(event_ids), utcnow())
 
 
-def requeue_refused(engine: Engine, delivery_ids: Sequence[int]) -> None:
+def requeue_refused(engine: Engine, delivery_ids: Sequence[int], event_ids: Sequence[int]) -> None:
     """Deliveries a relay refused wholesale go back to the queue; their bounce events become soft
-    (kept as the record of what the relay said), and no address is suppressed."""
+    (kept as the record of what the relay said), and no address is judged by them."""
     if not delivery_ids:
         return
-    ids = list(delivery_ids)
     with engine.begin() as conn:
         conn.execute(
             update(Delivery.__table__)  # type: ignore[attr-defined]
-            .where(D.id.in_(ids), D.status == DeliveryStatus.BOUNCED)
+            .where(D.id.in_(list(delivery_ids)), D.status == DeliveryStatus.BOUNCED)
             .values(status=DeliveryStatus.QUEUED, attempts=D.attempts - 1, next_attempt_at=utcnow(), updated_at=utcnow())
         )
-        events = BounceEvent.__table__  # type: ignore[attr-defined]
-        conn.execute(update(events).where(events.c.delivery_id.in_(ids)).values(kind="soft"))
+        soften(conn, list(event_ids))

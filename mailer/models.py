@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, Text
+from sqlalchemy import Index, LargeBinary, Text
 from sqlmodel import Column, Field, SQLModel, UniqueConstraint
 
 from mailer.statuses import FINAL_STATUSES, CampaignStatus, DeliveryStatus  # noqa: F401  (re-exported)
@@ -72,11 +72,35 @@ class BounceEvent(SQLModel, table=True):
     campaign_id: int | None = Field(default=None, index=True)
     subscriber_id: int | None = Field(default=None, index=True)
     kind: str  # "hard" or "soft"
-    source: str = "smtp"  # "smtp" (reply during the session); later "dsn", "complaint"
+    source: str = "smtp"  # "smtp": a reply during our session; "dsn": a bounce message that came back later
     smtp_code: int | None = None
     reason: str = ""  # the server's text, as received
     reason_group: str = Field(default="", index=True)  # the text with addresses and ids blanked, for counting
+    status: str = Field(default="", sa_column_kwargs={"server_default": ""})  # enhanced status code, e.g. 5.1.1
+    category: str = Field(default="", sa_column_kwargs={"server_default": ""})  # mailer.bounce_meaning's reason
+    recipient: str = Field(default="", sa_column_kwargs={"server_default": ""})  # the address the report names
+    reporting_mta: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    inbound_id: int | None = Field(default=None, foreign_key="inbound_message.id", index=True)  # the message it came in
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class InboundMessage(SQLModel, table=True):
+    """A message that arrived at the bounce or unsubscribe address, kept whole (compressed) for review.
+    `digest` makes intake idempotent: the same message read twice is recognised and changes nothing."""
+
+    __tablename__ = "inbound_message"
+    id: int | None = Field(default=None, primary_key=True)
+    digest: str = Field(unique=True, max_length=64)  # sha256 of the message with line endings normalised
+    message_id: str = ""
+    mailbox: str = ""  # where it was read (maildir, mbox or imap, without credentials)
+    sender: str = ""
+    subject: str = ""
+    kind: str = Field(index=True)  # bounce, delayed, complaint, auto-reply, unsubscribe, other
+    outcome: str = ""  # what intake did with it
+    needs_review: bool = Field(default=False, index=True)  # nothing automatic was done: an operator should look
+    size: int = 0
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # zlib-compressed original bytes
+    received_at: datetime = Field(default_factory=utcnow, index=True)
 
 
 class Notice(SQLModel, table=True):

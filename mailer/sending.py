@@ -137,7 +137,7 @@ class Sending(Checking):
             self.senders(),
             DispatchOptions(
                 batch_size=s.batch_size, lease_seconds=s.lease_seconds, max_attempts=s.max_attempts,
-                retry_backoff=s.retry_backoff, rate=s.smtp_rate,
+                retry_backoff=s.retry_backoff, rate=s.smtp_rate, policy=s.bounce_policy,
             ),
             on_result=on_result,
         )

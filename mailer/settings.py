@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from mailer.policy import BouncePolicy
 from mailer.errors import SettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -118,6 +119,7 @@ class Settings:
     dkim_key_file: str = ""  # PEM private key (RSA-2048 or Ed25519); empty: messages are not signed
     dkim_selector: str = ""
     dkim_domain: str = ""  # empty: the domain of each newsletter's From address
+    bounce_policy: BouncePolicy = field(default_factory=BouncePolicy)
 
     def newsletter(self, newsletter_id: str) -> NewsletterSettings:
         try:
@@ -174,6 +176,31 @@ def _check_base_url(base_url: str) -> None:
         raise SettingsError(f"MAILER_BASE_URL must be the root of a host (the web app serves /u/, /archive/, /admin/ there), got {base_url!r}")
 
 
+def _bounce_policy(env: Mapping[str, str], data: Mapping[str, Any]) -> BouncePolicy:
+    """[bounces] in the settings file, MAILER_BOUNCE_* in the environment."""
+    default = BouncePolicy()
+
+    def flag(name: str, key: str, value: bool) -> bool:
+        raw = env.get(name, _get(data, key, value))
+        if isinstance(raw, bool):
+            return raw
+        if str(raw).strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return str(raw).strip().lower() in ("1", "true", "yes", "on")
+        raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+    policy = BouncePolicy(
+        hard_suppresses=flag("MAILER_BOUNCE_HARD_SUPPRESSES", "bounces.hard_suppresses", default.hard_suppresses),
+        soft_weight=_number(env, "MAILER_BOUNCE_SOFT_WEIGHT", _get(data, "bounces.soft_weight", default.soft_weight), float),
+        hard_weight=_number(env, "MAILER_BOUNCE_HARD_WEIGHT", _get(data, "bounces.hard_weight", default.hard_weight), float),
+        threshold=_number(env, "MAILER_BOUNCE_THRESHOLD", _get(data, "bounces.threshold", default.threshold), float),
+        reset_days=_number(env, "MAILER_BOUNCE_RESET_DAYS", _get(data, "bounces.reset_days", default.reset_days), int),
+        count_blocks=flag("MAILER_BOUNCE_COUNT_BLOCKS", "bounces.count_blocks", default.count_blocks),
+    )
+    if policy.threshold <= 0 or policy.soft_weight < 0 or policy.hard_weight < 0 or policy.reset_days < 1:
+        raise SettingsError("[bounces]: threshold must be above 0, weights not negative, reset_days at least 1")
+    return policy
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the settings file named by MAILER_CONFIG (default config/mailer.toml), then the environment."""
     env = os.environ if env is None else env
@@ -225,6 +252,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dkim_key_file=env.get("MAILER_DKIM_KEY_FILE", _get(data, "dkim.key_file", "")),
         dkim_selector=env.get("MAILER_DKIM_SELECTOR", _get(data, "dkim.selector", "")),
         dkim_domain=env.get("MAILER_DKIM_DOMAIN", _get(data, "dkim.domain", "")),
+        bounce_policy=_bounce_policy(env, data),
     )
     if settings.dkim_key_file and not settings.dkim_selector:
         raise SettingsError("MAILER_DKIM_KEY_FILE is set but MAILER_DKIM_SELECTOR is not: name the key's DNS selector")

@@ -1,7 +1,7 @@
 """Tables of the subscriber store: subscribers, lists, subscriptions, subscriber events."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 from sqlalchemy import Text
 from sqlmodel import Column, Field, SQLModel, UniqueConstraint
@@ -23,6 +23,8 @@ class Subscriber(SQLModel, table=True):
     consent_at: datetime | None = None
     consent_text: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))  # what they agreed to
     token_version: int = 0  # bump to revoke every link sent to this subscriber
+    bounce_score: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})  # mailer.policy's score
+    bounce_day: date | None = None  # the last day a bounce was counted towards the score
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

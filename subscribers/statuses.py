@@ -24,4 +24,5 @@ class EventKind(StrEnum):
     CONFIRMED = "confirmed"  # confirmed a subscription (double opt-in), or came back through a confirmation
     PREFERENCES = "preferences"  # changed language or lists on the preferences page
     SUBSCRIBED = "subscribed"  # put on a list by an operator (`subscribers add`); imports record their source instead
+    SUPPRESSED = "suppressed"  # no more mail: the bounce policy's decision (method bounce) or a complaint
     UNSUPPRESSED = "unsuppressed"  # an operator lifted a bounce or complaint suppression (`subscribers unsuppress`)

@@ -3,15 +3,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, update
+from sqlalchemy import func, insert, select as select_, update
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
 from subscribers.errors import InvalidAddress, StoreError, UnknownList, UnknownSubscriber
 from subscribers.models import (
+    EventKind,
     MailingList,
     Subscriber,
     SubscriberStatus,
@@ -209,15 +210,44 @@ def unsubscribe(
     return ended
 
 
-def suppress(conn: Connection, subscriber_id: int, status: SubscriberStatus) -> None:
-    """Stop all mail to a subscriber (hard bounce, complaint), inside the caller's transaction.
-    Their subscriptions are kept for the record."""
+def suppress(
+    conn: Connection, subscriber_id: int, status: SubscriberStatus, *, method: str, detail: str = "", campaign_id: int | None = None,
+) -> bool:
+    """Stop all mail to a subscriber (bounce policy, complaint), inside the caller's transaction, with an event
+    on record. Their subscriptions are kept for the record. False if they were not active (nothing changed)."""
     table = Subscriber.__table__  # type: ignore[attr-defined]
-    conn.execute(
+    now = utcnow()
+    changed = conn.execute(
         update(table)
         .where(table.c.id == subscriber_id, table.c.status == SubscriberStatus.ACTIVE)
-        .values(status=status, updated_at=utcnow())
-    )
+        .values(status=status, updated_at=now)
+    ).rowcount == 1
+    if changed:
+        conn.execute(
+            insert(SubscriberEvent.__table__).values(  # type: ignore[attr-defined]
+                subscriber_id=subscriber_id, campaign_id=campaign_id, kind=EventKind.SUPPRESSED, method=method,
+                detail=detail[:500], created_at=now,
+            )
+        )
+    return changed
+
+
+def bounce_record(conn: Connection, subscriber_id: int) -> tuple[float, date | None] | None:
+    """The subscriber's bounce score and the last day a bounce counted (None: no such subscriber)."""
+    table = Subscriber.__table__  # type: ignore[attr-defined]
+    row = conn.execute(select_(table.c.bounce_score, table.c.bounce_day).where(table.c.id == subscriber_id)).first()
+    return (float(row[0] or 0.0), row[1]) if row else None
+
+
+def set_bounce_record(conn: Connection, subscriber_id: int, score: float, day: date | None) -> None:
+    table = Subscriber.__table__  # type: ignore[attr-defined]
+    conn.execute(update(table).where(table.c.id == subscriber_id).values(bounce_score=score, bounce_day=day))
+
+
+def find_subscriber_id(conn: Connection, email: str) -> int | None:
+    """The id of the subscriber with this address (compared normalised), or None."""
+    table = Subscriber.__table__  # type: ignore[attr-defined]
+    return conn.execute(select_(table.c.id).where(table.c.email == email.strip().lower())).scalar()
 
 
 SUPPRESSED = (SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
@@ -230,6 +260,7 @@ def unsuppress(session: Session, subscriber: Subscriber) -> str:
     if previous not in SUPPRESSED:
         raise StoreError(f"{subscriber.email} is not suppressed (status: {previous})")
     subscriber.status, subscriber.updated_at = SubscriberStatus.ACTIVE, utcnow()
+    subscriber.bounce_score, subscriber.bounce_day = 0.0, None  # a fresh start: old bounces no longer count
     session.add(subscriber)
     return previous
 

@@ -70,7 +70,7 @@ def test_import_does_not_resubscribe_people_who_left(engine: Engine) -> None:
         people = [store.NewSubscriber("a@example.org", "A"), store.NewSubscriber("b@example.org", "B")]
         assert store.add_subscribers(session, wip, people, source="first").added == 2
         store.unsubscribe(session, store.find_subscriber(session, "a@example.org"), wip, method="admin")
-        store.suppress(session.connection(), store.find_subscriber(session, "b@example.org").id or 0, SubscriberStatus.BOUNCED)
+        store.suppress(session.connection(), store.find_subscriber(session, "b@example.org").id or 0, SubscriberStatus.BOUNCED, method="bounce")
         session.commit()
         again = store.add_subscribers(session, wip, people + [store.NewSubscriber("c@example.org")], source="second")
         assert (again.added, again.suppressed) == (1, 2)
@@ -86,7 +86,7 @@ def test_export_read_back_keeps_people_who_left_out(engine: Engine, tmp_path: Pa
                   [("z@example.org", "Zoé Müller"), ("gone@example.org", "Gone"), ("dead@example.org", "Dead")]]
         store.add_subscribers(session, wip, people, source="t")
         store.unsubscribe(session, store.find_subscriber(session, "gone@example.org"), wip, method="admin")
-        store.suppress(session.connection(), store.find_subscriber(session, "dead@example.org").id or 0, SubscriberStatus.BOUNCED)
+        store.suppress(session.connection(), store.find_subscriber(session, "dead@example.org").id or 0, SubscriberStatus.BOUNCED, method="bounce")
         session.commit()
         buffer = io.StringIO()
         assert write_subscribers_csv(store.list_members(session, wip), buffer) == 3

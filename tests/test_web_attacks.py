@@ -471,7 +471,7 @@ def test_a_replayed_confirmation_does_not_undo_a_complaint(settings: Settings) -
 
         (sid,), = rows(mailer, "SELECT id FROM subscriber")
         with mailer.engine.begin() as conn:
-            store.suppress(conn, sid, SubscriberStatus.COMPLAINED)  # she marked an issue as spam
+            store.suppress(conn, sid, SubscriberStatus.COMPLAINED, method="complaint")  # she marked an issue as spam
         await client.post(link)
         assert rows(mailer, "SELECT status FROM subscriber") == [("complained",)], "an old link undid a spam complaint"
     run(settings, scenario)
