@@ -9,6 +9,7 @@ and exposes every use case as a method. The CLI, the web app and the tests are t
 from __future__ import annotations
 
 from mailer.archive import Archive
+from mailer.inbox import Inbox
 from mailer.operators import Operators
 from mailer.people import People
 from mailer.recipients import Recipients
@@ -16,6 +17,6 @@ from mailer.reports import Reports
 from mailer.sending import Sending
 
 
-class Mailer(Sending, People, Recipients, Archive, Operators, Reports):
+class Mailer(Sending, People, Recipients, Archive, Operators, Reports, Inbox):
     """One per process (or per test): the use cases of sending, subscribers, recipients, archive, operators
     and reports. `mailer.reports.Reports(settings)` alone serves the report commands: it imports no ORM."""

@@ -37,6 +37,8 @@ dkim_app = typer.Typer(help="DKIM keys for signing the messages we send.", **PLA
 app.add_typer(dkim_app, name="dkim")
 bounces_app = typer.Typer(help="Messages that came back to the bounce address.", **PLAIN)
 app.add_typer(bounces_app, name="bounces")
+inbox_app = typer.Typer(help="The bounce and unsubscribe mailbox: bounces, complaints, mailto unsubscribes.", **PLAIN)
+app.add_typer(inbox_app, name="inbox")
 
 
 def main() -> None:
@@ -488,6 +490,33 @@ def bounces_parse(
             say(f"{path}: {what}" + (f" (delivery {found.delivery_id})" if found.delivery_id else ""))
     if unreadable:
         raise typer.Exit(1)
+
+
+@inbox_app.command("process")
+def inbox_process(
+    maildir: Optional[Path] = typer.Option(None, "--maildir", help="A Maildir (new/, cur/, tmp/)"),
+    mbox: Optional[Path] = typer.Option(None, "--mbox", help="An mbox file (only read, never changed)"),
+    imap: Optional[str] = typer.Option(None, "--imap", help="imaps://USER:PASSWORD@HOST/FOLDER (or imap:// with STARTTLS)"),
+    move_to: str = typer.Option("", "--move-to", help="Move each message recorded into this folder"),
+    delete: bool = typer.Option(False, "--delete", help="Delete each message once it is on record (never by default)"),
+) -> None:
+    """Take in what arrived at the bounce and unsubscribe addresses.
+
+    Delivery reports mark their deliveries bounced and go through the bounce policy; abuse reports
+    suppress and unsubscribe their sender; a message to the List-Unsubscribe address with a valid signed
+    token unsubscribes its owner; auto-replies and delay notices change nothing. Every message is kept on
+    record; what cannot be acted on is listed for review. Running it again on the same mail records nothing twice."""
+    from mailer.mailboxes import open_source
+
+    source = open_source(maildir=maildir, mbox=mbox, imap=imap, move_to=move_to, delete=delete)
+    summary = _mailer().process_mailbox(source)
+    kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(summary.kinds.items())) or "nothing new"
+    say(f"{summary.mailbox}: {summary.seen} message(s): {kinds}"
+        + (f"; {summary.duplicates} already taken in" if summary.duplicates else ""))
+    say(f"{summary.bounces} bounce(s) recorded, {summary.suppressed} address(es) suppressed, "
+        f"{summary.unsubscribed} subscription(s) ended by complaint or mailto")
+    for key, taken in summary.review:
+        say(f"kept for review: {key} (inbound message {taken.inbound_id}): {taken.outcome}")
 
 
 # ---- local tools ----------------------------------------------------------------------------------------

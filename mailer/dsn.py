@@ -49,6 +49,7 @@ class Reading:
     complainant: str = ""  # for a complaint: the recipient who complained, when the report says
     to: tuple[str, ...] = field(default=())  # the addresses it was sent to (our VERP return path is among them)
     subject: str = ""
+    bounce_like: bool = False  # sent by a mail system about a failure, whether or not its report could be read
 
 
 def read_message(data: bytes) -> Reading:
@@ -67,8 +68,8 @@ def read_message(data: bytes) -> Reading:
             return Reading("auto-reply", to=to, subject=subject)
         failures = _flufl(msg)
     if failures:
-        return Reading("bounce", tuple(failures), to=to, subject=subject)
-    return Reading("delayed" if delayed else "other", to=to, subject=subject)
+        return Reading("bounce", tuple(failures), to=to, subject=subject, bounce_like=True)
+    return Reading("delayed" if delayed else "other", to=to, subject=subject, bounce_like=reported or _looks_like_bounce(msg, subject))
 
 
 BOUNCE_SUBJECT = re.compile(

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 from mailer.errors import NotFound
 from mailer.reader import Reader
-from mailer.report import STATUS_ORDER, BounceReason, CampaignLine, EditionFigures, Report
+from mailer.report import STATUS_ORDER, BounceReason, CampaignLine, DomainBounces, EditionFigures, ReasonCount, Report
 from mailer.statuses import CampaignStatus, DeliveryStatus
 from subscribers.statuses import EventKind
 
@@ -25,6 +25,16 @@ SELECT kind, smtp_code, reason_group, COUNT(*) AS n FROM bounce_event WHERE camp
 GROUP BY kind, smtp_code, reason_group ORDER BY n DESC, smtp_code LIMIT :top
 """
 UNSUBSCRIBED = "SELECT COUNT(*) FROM subscriber_event WHERE campaign_id = :cid AND kind = :kind"
+COMPLAINED = "SELECT COUNT(DISTINCT subscriber_id) FROM subscriber_event WHERE campaign_id = :cid AND kind = :kind AND method = 'complaint'"
+SUPPRESSED = "SELECT COUNT(DISTINCT subscriber_id) FROM subscriber_event WHERE campaign_id = :cid AND kind = :kind AND method = 'bounce'"
+BY_REASON = """
+SELECT source, kind, category, COUNT(DISTINCT delivery_id) AS n FROM bounce_event WHERE campaign_id = :cid
+GROUP BY source, kind, category ORDER BY n DESC, source, kind, category
+"""
+BOUNCED_ADDRESSES = """
+SELECT d.email, MIN(b.kind) FROM bounce_event AS b JOIN delivery AS d ON d.id = b.delivery_id
+WHERE b.campaign_id = :cid GROUP BY d.id, d.email
+"""
 NEXT_RETRY = """
 SELECT MIN(next_attempt_at) FROM delivery WHERE campaign_id = :cid AND status = :deferred AND next_attempt_at > :now
 """
@@ -82,6 +92,10 @@ def delivery_report(db: Reader, selector: str | None = None, *, top: int = 5) ->
         bounced_hard=kinds.get("hard", 0),
         bounced_soft=kinds.get("soft", 0),
         unsubscribed=db.value(UNSUBSCRIBED, cid=cid, kind=EventKind.UNSUBSCRIBED.value),
+        complained=db.value(COMPLAINED, cid=cid, kind=EventKind.SUPPRESSED.value),
+        suppressed=db.value(SUPPRESSED, cid=cid, kind=EventKind.SUPPRESSED.value),
+        bounces_by_reason=[ReasonCount(source, kind, reason or "other", n) for source, kind, reason, n in db.rows(BY_REASON, cid=cid)],
+        bounces_by_domain=bounces_by_domain(db.rows(BOUNCED_ADDRESSES, cid=cid)),
         started_at=db.time(started),
         finished_at=db.time(finished),
         duration_seconds=duration,
@@ -90,6 +104,17 @@ def delivery_report(db: Reader, selector: str | None = None, *, top: int = 5) ->
         retry_at=next_retry_at(db, cid) if waiting else None,
         editions=edition_figures(db, cid),
     )
+
+
+def bounces_by_domain(rows: list[tuple[str, str]], top: int = 10) -> list[DomainBounces]:
+    """Bounced deliveries by recipient domain, most first; a delivery that met a hard bounce counts as hard
+    ('hard' sorts before 'soft', so MIN picks it)."""
+    counts: dict[str, list[int]] = {}
+    for address, kind in rows:
+        pair = counts.setdefault(address.rpartition("@")[2], [0, 0])
+        pair[0 if kind == "hard" else 1] += 1
+    ordered = sorted(counts.items(), key=lambda kv: (-sum(kv[1]), kv[0]))[:top]
+    return [DomainBounces(domain, hard, soft) for domain, (hard, soft) in ordered]
 
 
 def edition_figures(db: Reader, campaign_id: int) -> dict[str, EditionFigures]:

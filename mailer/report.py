@@ -25,6 +25,23 @@ class BounceReason:
 
 
 @dataclass(frozen=True)
+class ReasonCount:
+    """Bounced deliveries for one reason: met during our SMTP session ('smtp') or reported later ('dsn')."""
+
+    source: str
+    kind: str
+    reason: str  # a key of mailer.bounce_meaning.REASON_LABELS
+    count: int
+
+
+@dataclass(frozen=True)
+class DomainBounces:
+    domain: str
+    hard: int
+    soft: int
+
+
+@dataclass(frozen=True)
 class EditionFigures:
     """A campaign's figures for the deliveries of one language edition."""
 
@@ -58,6 +75,11 @@ class Report:
     top_reasons: list[BounceReason] = field(default_factory=list)
     retry_at: datetime | None = None  # set when only deferred deliveries are left: when the next is due
     editions: dict[str, EditionFigures] = field(default_factory=dict)  # by language ('' before editions existed)
+    complained: int = 0  # recipients who reported this campaign's message as spam
+    suppressed: int = 0  # addresses the bounce policy suppressed on this campaign's bounces
+    bounces_by_reason: list[ReasonCount] = field(default_factory=list)
+    bounces_by_domain: list[DomainBounces] = field(default_factory=list)
+    policy: str = ""  # the bounce policy in force, in words
 
     @property
     def state(self) -> str:
@@ -108,6 +130,8 @@ def render_table(report: Report) -> "Group":
     table.add_row("hard bounces (address refused)", str(report.bounced_hard))
     table.add_row("soft bounces (temporary, or not the address)", str(report.bounced_soft))
     table.add_row("unsubscribed", str(report.unsubscribed))
+    table.add_row("complained (reported as spam)", str(report.complained))
+    table.add_row("suppressed by the bounce policy", str(report.suppressed))
     table.add_section()
     table.add_row("total deliveries", str(report.total))
     table.add_row("sending time", f"{report.duration_seconds:.1f} s" if report.duration_seconds is not None else "-")
@@ -120,9 +144,34 @@ def render_table(report: Report) -> "Group":
         for r in report.top_reasons:
             reasons.add_row(r.kind, str(r.code or "-"), str(r.count), Text(r.reason))  # server text is not markup
         parts.append(reasons)
+    if report.bounces_by_reason:
+        parts.append(render_bounce_breakdown(report))
+    if report.policy:
+        parts.append(Text(f"Bounce policy: {report.policy}"))
     if len(report.editions) > 1:
         parts.append(render_editions(report.editions))
     return Group(*parts)
+
+
+SOURCES = {"smtp": "during sending", "dsn": "reported later"}
+
+
+def render_bounce_breakdown(report: Report) -> "Table":
+    """Bounced deliveries by reason (and whether the relay refused them in our session or reported them
+    later), then by recipient domain."""
+    from rich.table import Table
+
+    from mailer.bounce_meaning import REASON_LABELS
+
+    table = Table(title="Bounces by reason and by domain", title_justify="left")
+    for column in ("reason", "kind", "when", "deliveries"):
+        table.add_column(column, justify="right" if column == "deliveries" else "left")
+    for r in report.bounces_by_reason:
+        table.add_row(REASON_LABELS.get(r.reason, r.reason), r.kind, SOURCES.get(r.source, r.source), str(r.count))
+    table.add_section()
+    for d in report.bounces_by_domain:
+        table.add_row(d.domain, "hard / soft", "", f"{d.hard} / {d.soft}")
+    return table
 
 
 def render_editions(editions: dict[str, EditionFigures]) -> "Table":

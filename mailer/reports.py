@@ -10,7 +10,9 @@ class Reports(Core):
     def report(self, selector: str | None = None) -> Report:
         """A campaign's delivery report: by id, by issue id, or the newest campaign."""
         with self.reading() as db:
-            return delivery_report(db, selector)
+            report = delivery_report(db, selector)
+        report.policy = self.settings.bounce_policy.describe()
+        return report
 
     def campaign_history(self, limit: int = 24) -> list[CampaignLine]:
         with self.reading() as db:
