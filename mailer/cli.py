@@ -474,7 +474,7 @@ def bounces_parse(
         if r.kind == "bounce":
             for f in r.failures:
                 row = {**base, "recipient": f.recipient, "bounce": f.kind, "status": f.status, "diagnostic": f.diagnostic,
-                       "reporting_mta": f.reporting_mta, "found_by": f.source}
+                       "reason": f.why, "reporting_mta": f.reporting_mta, "found_by": f.source}
                 if as_json:
                     print(json.dumps(row, ensure_ascii=False))
                 else:

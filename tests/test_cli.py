@@ -300,8 +300,10 @@ def test_an_operator_lifts_a_suppression_on_record(env: dict[str, str], relay: C
     db = sqlite3.connect(env["MAILER_DATABASE_URL"].removeprefix("sqlite:///"))
     events = db.execute("SELECT e.kind, e.method, e.detail FROM subscriber_event e JOIN subscriber s ON s.id = e.subscriber_id "
                         "WHERE s.email = 'ghost@example.org' ORDER BY e.id").fetchall()
+    score = db.execute("SELECT bounce_score, bounce_day FROM subscriber WHERE email = 'ghost@example.org'").fetchone()
     db.close()
-    assert events[-1] == ("unsuppressed", "admin", "was bounced")
+    assert score == (0.0, None)  # a fresh start
+    assert events[-2:] == [("suppressed", "bounce", "hard bounce (mailbox-unknown)"), ("unsuppressed", "admin", "was bounced")]
     again = run(["subscribers", "unsuppress", "ghost@example.org"], env)
     assert again.returncode == 1 and "ghost@example.org is not suppressed (status: active)" in again.stderr
     unknown = run(["subscribers", "unsuppress", "nobody@example.org"], env)

@@ -100,3 +100,15 @@ def test_production_accepts_long_keys_and_https() -> None:
 def test_a_base_url_that_would_break_links_is_refused(url: str) -> None:
     with pytest.raises(SettingsError, match="MAILER_BASE_URL"):
         load_settings({"MAILER_BASE_URL": url})
+
+
+def test_the_bounce_policy_comes_from_the_file_and_the_environment() -> None:
+    from mailer.policy import BouncePolicy
+
+    assert load_settings({}).bounce_policy == BouncePolicy()
+    changed = load_settings({"MAILER_BOUNCE_THRESHOLD": "3", "MAILER_BOUNCE_COUNT_BLOCKS": "yes", "MAILER_BOUNCE_HARD_SUPPRESSES": "false"})
+    assert (changed.bounce_policy.threshold, changed.bounce_policy.count_blocks, changed.bounce_policy.hard_suppresses) == (3.0, True, False)
+    assert "suppressed at 3" in changed.bounce_policy.describe()
+    for bad in ({"MAILER_BOUNCE_THRESHOLD": "0"}, {"MAILER_BOUNCE_COUNT_BLOCKS": "maybe"}, {"MAILER_BOUNCE_RESET_DAYS": "x"}):
+        with pytest.raises(SettingsError):
+            load_settings(bad)

@@ -371,7 +371,11 @@ def test_operator_logs_in_and_reads_a_campaign_report(site: Site, page: Page, re
     assert box is not None and box["width"] > 200 and box["height"] > 100
     bounce_row = page.locator("main table tbody tr", has_text="ghost@example.org")
     assert bounce_row.count() == 1 and bounce_row.is_visible()
-    assert "User unknown" in bounce_row.inner_text() and "hard" in bounce_row.inner_text()
+    assert "User unknown" in bounce_row.inner_text() and "permanente" in bounce_row.inner_text()
+    by_reason = page.locator("main table", has=page.locator("caption", has_text="Consegne rimbalzate per motivo"))
+    assert by_reason.locator("tbody tr").all_inner_texts() == ["indirizzo inesistente\tpermanente\tdurante l'invio\t1"]
+    by_domain = page.locator("main table", has=page.locator("caption", has_text="per dominio del destinatario"))
+    assert by_domain.locator("tbody tr").all_inner_texts() == ["example.org\t1\t0"]
     assert "User unknown" in page.locator("main .chart").nth(2).inner_text()  # the top reasons chart
     editions = page.locator("main table", has=page.locator("th", has_text="English"))
     assert editions.count() == 1 and editions.locator("thead th").all_inner_texts()[1:] == ["English", "Italiano"]
