@@ -67,7 +67,7 @@ def test_bounces_parse_names_recipients_kinds_and_the_signed_delivery(tmp_path: 
     assert by_file["signed"]["delivery"] == 1001 and by_file["forged"]["delivery"] is None
     assert by_file["signed"] | {"file": ""} == {
         "file": "", "kind": "bounce", "delivery": 1001, "recipient": "ghost@example.org", "bounce": "hard", "status": "5.1.1",
-        "diagnostic": "550 5.1.1 User unknown", "reporting_mta": "relay.comune.torino.it", "found_by": "dsn",
+        "diagnostic": "550 5.1.1 User unknown", "reason": "mailbox-unknown", "reporting_mta": "relay.comune.torino.it", "found_by": "dsn",
     }
     for name, _, kind, expected in SAMPLES:
         assert by_file[name]["kind"] == kind

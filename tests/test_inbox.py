@@ -13,6 +13,7 @@ from pathlib import Path
 from mailer.capture import CaptureServer
 from tests.bounce_samples import arf_complaint, auto_reply, postfix_dsn
 from tests.conftest import ISSUE_2026
+from tests.imap_server import ImapServer, imap_server  # noqa: F401  (the fixture)
 from tests.test_cli import run
 
 PEOPLE = ["gone", "full", "angry", "leaver", "away", "tagged", "keep", "keep2"]
@@ -148,3 +149,30 @@ def test_a_mailbox_that_is_not_there_is_one_clear_error(env: dict[str, str], tmp
     assert none.returncode == 1 and "name one mailbox" in none.stderr
     refused = run(["inbox", "process", "--imap", "imaps://u:p@127.0.0.1:1/INBOX"], env)
     assert refused.returncode == 1 and "imaps://127.0.0.1:1/INBOX" in refused.stderr and "u:p" not in refused.stderr
+
+
+def test_an_imap_folder_over_tls_is_taken_in_and_moved_once_recorded(
+    env: dict[str, str], relay: CaptureServer, imap_server: ImapServer,
+) -> None:
+    env = {**env, "MAILER_SMTP_URL": relay.url}
+    sent = _sent(env, relay)
+    imap_server.deliver("INBOX", postfix_dsn("gone@example.org", "5.1.1", "550 5.1.1 User unknown", to="bounces@comune.torino.it"))
+    imap_server.deliver("INBOX", auto_reply("away@example.org", to=sent["away@example.org"][0]))
+    imap_server.deliver("INBOX", b"From: someone@example.org\r\nSubject: ciao\r\n\r\nnot for us\r\n")
+    url = imap_server.url("INBOX", cafile=str(imap_server.cafile))
+
+    seen = run(["inbox", "process", "--imap", url], env)  # no move: flagged seen, left where it was
+    assert seen.returncode == 0 and "3 message(s)" in seen.stdout and "1 bounce(s) recorded" in seen.stdout, seen.stdout + seen.stderr
+    assert imap_server.password not in seen.stdout + seen.stderr
+    assert len(imap_server.messages("INBOX")) == 3
+    moved = run(["inbox", "process", "--imap", url, "--move-to", "Processed"], env)
+    assert moved.returncode == 0 and "3 already taken in" in moved.stdout and "0 bounce(s)" in moved.stdout, moved.stdout + moved.stderr
+    assert imap_server.messages("INBOX") == [] and len(imap_server.messages("Processed")) == 3  # moved, none deleted
+    db = sqlite3.connect(env["MAILER_DATABASE_URL"].removeprefix("sqlite:///"))
+    assert db.execute("SELECT COUNT(*) FROM inbound_message").fetchone() == (3,)
+    assert db.execute("SELECT status FROM subscriber WHERE email = 'gone@example.org'").fetchone() == ("bounced",)
+    assert db.execute("SELECT COUNT(*) FROM bounce_event WHERE source = 'dsn'").fetchone() == (1,)
+    db.close()
+
+    untrusted = run(["inbox", "process", "--imap", imap_server.url("INBOX")], env)  # the test CA is not trusted by default
+    assert untrusted.returncode == 1 and "certificate verify failed" in untrusted.stderr and "Traceback" not in untrusted.stderr
