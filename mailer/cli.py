@@ -519,6 +519,32 @@ def inbox_process(
         say(f"kept for review: {key} (inbound message {taken.inbound_id}): {taken.outcome}")
 
 
+@inbox_app.command("list")
+def inbox_list(
+    review: bool = typer.Option(False, "--review", help="Only the messages intake could not act on"),
+    limit: int = typer.Option(50, "--limit", min=1),
+) -> None:
+    """What arrived at the bounce and unsubscribe addresses, newest first, and what was done with each."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="Inbound messages" + (" waiting for review" if review else ""), title_justify="left")
+    for column in ("id", "received", "kind", "from", "subject", "outcome"):
+        table.add_column(column, overflow="fold")
+    for m in _mailer().inbound_messages(review_only=review, limit=limit):
+        table.add_row(str(m.inbound_id), f"{m.received_at:%Y-%m-%d %H:%M}", m.kind + (" (review)" if m.needs_review else ""),
+                      Text(m.sender), Text(m.subject[:60]), Text(m.outcome))
+    _console().print(table)
+
+
+@inbox_app.command("show")
+def inbox_show(inbound_id: int) -> None:
+    """Print an inbound message exactly as it arrived (for review; pipe it to a file to keep it)."""
+    data = _mailer().inbound_raw(inbound_id)
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+
+
 # ---- local tools ----------------------------------------------------------------------------------------
 
 @app.command("capture-server")

@@ -102,3 +102,24 @@ def mark_bounced(conn: Connection, delivery_id: int, now: datetime) -> bool:
         .where(D.id == delivery_id, D.status.in_(LATE_BOUNCE_FROM))
         .values(status=DeliveryStatus.BOUNCED, updated_at=now)
     ).rowcount == 1
+
+
+@dataclass(frozen=True)
+class InboundLine:
+    inbound_id: int
+    received_at: datetime
+    kind: str
+    sender: str
+    subject: str
+    outcome: str
+    needs_review: bool
+    size: int
+
+
+def inbound_lines(conn: Connection, *, review_only: bool, limit: int, offset: int = 0) -> list[InboundLine]:
+    """The newest inbound messages first (only those waiting for review, if asked)."""
+    query = select(I.id, I.received_at, I.kind, I.sender, I.subject, I.outcome, I.needs_review, I.size)
+    if review_only:
+        query = query.where(I.needs_review.is_(True))
+    rows = conn.execute(query.order_by(I.id.desc()).limit(limit).offset(offset)).all()
+    return [InboundLine(*row) for row in rows]

@@ -23,7 +23,7 @@ from subscribers.errors import InvalidToken
 if TYPE_CHECKING:
     from sqlmodel import Session
 
-    from mailer.inbound_store import DeliveryRef
+    from mailer.inbound_store import DeliveryRef, InboundLine
     from mailer.mailboxes import MailSource
     from subscribers.tokens import Claim
 
@@ -112,6 +112,24 @@ class Inbox(Core):
             taken = self._act(session, inbound_id, data, msg)
             inbound.settle_inbound(conn, inbound_id, taken.kind, taken.outcome, taken.needs_review)
             return taken
+
+    def inbound_messages(self, *, review_only: bool = False, limit: int = 100, offset: int = 0) -> list[InboundLine]:
+        """What arrived at the bounce and unsubscribe addresses, newest first."""
+        from mailer import inbound_store as inbound
+
+        with self.session() as session:
+            return inbound.inbound_lines(session.connection(), review_only=review_only, limit=limit, offset=offset)
+
+    def inbound_raw(self, inbound_id: int) -> bytes:
+        """The message as it arrived, for review."""
+        from mailer import inbound_store as inbound
+        from mailer.errors import NotFound
+
+        with self.session() as session:
+            data = inbound.raw_message(session.connection(), inbound_id)
+        if data is None:
+            raise NotFound(f"no inbound message {inbound_id}")
+        return data
 
     # ---- what each kind of message does ------------------------------------------------------------
 

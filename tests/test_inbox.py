@@ -6,15 +6,18 @@ from __future__ import annotations
 import email
 import json
 import mailbox
+import os
 import re
 import sqlite3
+import subprocess
 from pathlib import Path
 
 from mailer.capture import CaptureServer
 from tests.bounce_samples import arf_complaint, auto_reply, postfix_dsn
 from tests.conftest import ISSUE_2026
 from tests.imap_server import ImapServer, imap_server  # noqa: F401  (the fixture)
-from tests.test_cli import run
+from mailer.settings import PROJECT_ROOT
+from tests.test_cli import MAILER, run
 
 PEOPLE = ["gone", "full", "angry", "leaver", "away", "tagged", "keep", "keep2"]
 
@@ -176,3 +179,20 @@ def test_an_imap_folder_over_tls_is_taken_in_and_moved_once_recorded(
 
     untrusted = run(["inbox", "process", "--imap", imap_server.url("INBOX")], env)  # the test CA is not trusted by default
     assert untrusted.returncode == 1 and "certificate verify failed" in untrusted.stderr and "Traceback" not in untrusted.stderr
+
+
+def test_operators_list_what_waits_for_review_and_read_it_as_it_arrived(env: dict[str, str], tmp_path: Path) -> None:
+    folder = tmp_path / "box"
+    mailbox.Maildir(folder, create=True).close()
+    odd = b"From: someone@example.org\nSubject: Una domanda\n\nBuongiorno, vorrei sapere...\n"
+    (folder / "new" / "1.odd").write_bytes(odd)
+    (folder / "new" / "2.away").write_bytes(auto_reply("away@example.org"))
+    assert run(["inbox", "process", "--maildir", str(folder)], env).returncode == 0
+    review = run(["inbox", "list", "--review"], env)
+    assert review.returncode == 0 and "Una domanda" in review.stdout and "Risposta automatica" not in review.stdout, review.stdout
+    everything = run(["inbox", "list"], env)
+    assert "Risposta automatica" in everything.stdout and "auto-reply" in everything.stdout
+    shown = subprocess.run(MAILER + ["inbox", "show", "1"], env={**os.environ, **env}, capture_output=True, cwd=PROJECT_ROOT, timeout=60)
+    assert shown.returncode == 0 and shown.stdout == odd
+    missing = run(["inbox", "show", "99"], env)
+    assert missing.returncode == 1 and "no inbound message 99" in missing.stderr
