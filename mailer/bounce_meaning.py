@@ -17,8 +17,13 @@ STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 # that a hard reason's words lose to a full mailbox named in the same text ("mailbox full, user unknown" is rare;
 # "over quota" with "mailbox unavailable" is common).
 _REASONS: list[tuple[str, str, re.Pattern[str]]] = [
+    ("temporary", "soft", re.compile(  # words of a passing failure that would otherwise read as hard
+        r"not found, try again|temporary (?:dns|lookup|name|server) (?:error|failure)|command died"
+        r"|retry time(?:out)? (?:not reached|exceeded)|have been failing for a long time|failed \d+ attempts|after \d+ attempts"
+        r"|temporarily (?:unavailable|rejected)|try to resend", re.I)),
+    ("rate-limited", "soft", re.compile(r"sending quota|sending limit|daily (?:user )?sending|messages? per (?:hour|day)", re.I)),
     ("mailbox-full", "soft", re.compile(
-        r"mailbox (?:is )?full|over ?quota|quota (?:exceeded|full)|exceeded (?:the |its |their )?(?:storage|quota)"
+        r"quota|mail ?folder is full|mailbox (?:is )?full|mailbox full|box is full|over ?quota|quota (?:exceeded|full)|exceeded (?:the |its |their )?(?:storage|quota)"
         r"|insufficient (?:system )?storage|out of storage|storage (?:limit|quota)|mailbox size limit|casella piena", re.I)),
     ("mailbox-unknown", "hard", re.compile(
         r"user unknown|unknown user|no such (?:user|mailbox|recipient|address|account)|does(?: not|n't|n.t) exist|not exist"
@@ -26,13 +31,14 @@ _REASONS: list[tuple[str, str, re.Pattern[str]]] = [
         r"|recipient (?:address )?rejected: (?:user|unknown|undeliverable|access denied)|recipient not found|address rejected"
         r"|mailbox (?:unavailable|not found|does not)|no mailbox|not our customer|unrouteable address|unroutable address"
         r"|address (?:is )?(?:not valid|invalid|unknown)|bad destination mailbox|no longer (?:valid|available|in use)"
-        r"|utente (?:sconosciuto|inesistente)|indirizzo (?:inesistente|non valido)", re.I)),
+        r"|utente (?:sconosciuto|inesistente)|indirizzo (?:inesistente|non valido)|not listed in", re.I)),
     ("account-disabled", "hard", re.compile(
         r"account (?:is |has been )?(?:disabled|inactive|deactivated|closed|suspended|expired|locked|blocked)"
         r"|(?:disabled|inactive|suspended) (?:account|mailbox|user)|mailbox (?:is )?(?:disabled|inactive|suspended)", re.I)),
     ("domain-unknown", "hard", re.compile(
         r"host (?:or domain name )?not found|domain (?:name )?(?:not found|does not exist|unknown|not exist)|no mx\b|nxdomain"
-        r"|name service error|unrouteable mail domain|unknown domain|no route to domain|dns (?:type \w+ )?lookup failed", re.I)),
+        r"|name service error|unrouteable mail domain|unknown domain|no route to domain|dns (?:type \w+ )?lookup failed"
+        r"|relay(?:ing)? (?:access )?denied|we do not relay", re.I)),
     ("greylisted", "soft", re.compile(r"grey ?list|gray ?list|greylisting|try (?:again )?later", re.I)),
     ("rate-limited", "soft", re.compile(
         r"rate limit|rate-limit|too many (?:messages|connections|recipients|emails)|throttl|unusual rate|sending limit"

@@ -19,7 +19,8 @@ from mailer.bounce_meaning import STATUS as _STATUS, classify, meaning  # noqa: 
 _ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 
 AUTO_REPLY_SUBJECT = re.compile(
-    r"^(?:auto(?:matic)?[ -]?(?:reply|response|risposta)|out of (?:the )?office|fuori sede|assente|absence|abwesend|vacation)", re.I
+    r"^(?:auto(?:matic)?[ -]?(?:reply|response|risposta)|risposta automatica|r[ée]ponse automatique|out of (?:the )?office"
+    r"|fuori sede|assente|absence|abwesend|abwesenheitsnotiz|vacation|on leave|in ferie)", re.I
 )
 
 
@@ -59,14 +60,17 @@ def read_message(data: bytes) -> Reading:
     except Exception:  # noqa: BLE001: the stdlib parser is lenient, but a message is untrusted input
         return Reading("other")
     to = tuple(a for _, a in getaddresses(msg.get_all("To", []) + msg.get_all("Delivered-To", []) + msg.get_all("X-Original-To", [])) if a)
-    subject = str(msg.get("Subject", ""))
+    subject = _decoded(msg.get("Subject", ""))
     if _is_report(msg, "feedback-report"):
         return Reading("complaint", complainant=_complainant(msg), to=to, subject=subject)
     failures, delayed, reported = _delivery_status(msg)
-    if not reported:  # no RFC 3464 part: an auto-reply, or a bounce in another format
-        if _is_auto_reply(msg, subject) and not _looks_like_bounce(msg, subject):
+    if not failures and not delayed:  # no usable RFC 3464 part: an auto-reply, or a bounce in another format
+        if not reported and _is_auto_reply(msg, subject) and not _looks_like_bounce(msg, subject):
             return Reading("auto-reply", to=to, subject=subject)
-        failures = _flufl(msg)
+        failures, warned = _flufl(msg)
+        if not failures and not warned and (reported or _looks_like_bounce(msg, subject)):
+            failures = _named_in_notice(msg)
+        delayed = delayed or (warned and not failures)
     if failures:
         return Reading("bounce", tuple(failures), to=to, subject=subject, bounce_like=True)
     return Reading("delayed" if delayed else "other", to=to, subject=subject, bounce_like=reported or _looks_like_bounce(msg, subject))
@@ -74,7 +78,8 @@ def read_message(data: bytes) -> Reading:
 
 BOUNCE_SUBJECT = re.compile(
     r"undeliver|delivery (?:status|fail|notification)|failure notice|returned mail|mail delivery failed|non-?delivery"
-    r"|could not be delivered|mancato recapito|impossibile recapitare", re.I,
+    r"|could not be delivered|mancato recapito|impossibile recapitare|rejected mail|automatically rejected|not delivered"
+    r"|delivery has failed|returned to sender|nicht zustellbar|non recapitabile", re.I,
 )
 
 
@@ -94,7 +99,7 @@ def _is_report(msg: Message, report_type: str) -> bool:
 
 def _is_auto_reply(msg: Message, subject: str) -> bool:
     auto = str(msg.get("Auto-Submitted", "no")).lower()
-    if auto.startswith("auto-replied"):
+    if auto.startswith(("auto-replied", "auto-generated")):
         return True
     if msg.get("X-Autoreply") or msg.get("X-Autorespond") or str(msg.get("Precedence", "")).lower() == "auto_reply":
         return True
@@ -128,36 +133,73 @@ def _part_text(part: Message) -> str:
 
 def _delivery_status(msg: Message) -> tuple[list[Failure], bool, bool]:
     """The failed recipients of an RFC 3464 report, whether it reported any delay, and whether it had a
-    delivery-status part at all (then it is trusted alone: its own words say who failed and who waits)."""
+    delivery-status part at all. The address we sent to (Original-Recipient) is preferred to the one the
+    mail ended at (Final-Recipient, after aliases), and either must be an Internet address (not X.400).
+    A returned message is not read: a bounce of a bounce reports only its own recipient. `reported` is
+    true when the report named at least one recipient: then it is trusted alone."""
     failures: list[Failure] = []
     delayed = reported = False
-    for part in msg.walk():
+    notice = _notice_text(msg)
+    for part in _own_parts(msg):
         if part.get_content_type() != "message/delivery-status":
             continue
-        reported = True
         blocks = [dict(b.items()) for b in part.get_payload()] if part.is_multipart() else _field_blocks(_part_text(part))
         blocks = [{k.lower(): str(v) for k, v in b.items()} for b in blocks]
         mta = next((b.get("reporting-mta", "") for b in blocks if "reporting-mta" in b), "")
         mta = mta.split(";", 1)[-1].strip()
         for block in blocks:
-            recipient = block.get("final-recipient") or block.get("original-recipient")
-            if not recipient:
-                continue
-            action = block.get("action", "").strip().lower()
-            if action == "delayed":
-                delayed = True
-                continue
-            if action not in ("failed", ""):
-                continue  # delivered, relayed, expanded
-            address = _ADDRESS.search(recipient.split(";", 1)[-1])
+            address = _recipient(block)
             if not address:
                 continue
+            reported = True  # a recipient block: the report speaks for itself, no guessing from its text
+            action = block.get("action", "").strip().lower()
+            if action.startswith("delayed"):
+                delayed = True
+                continue
+            if action and not action.startswith(("failed", "failure", "error", "undeliverable", "bounced")):
+                continue  # delivered, relayed, expanded
             status = (_STATUS.search(block.get("status", "")) or _STATUS.search(block.get("diagnostic-code", "")))
             code = status.group(0) if status else ""
             diagnostic = " ".join(block.get("diagnostic-code", "").split(";", 1)[-1].split())
+            if not diagnostic:  # the human-readable part often says why (Exim: "retry timeout exceeded")
+                diagnostic = " ".join(_text_near(notice, address).split())[:300]
             found = meaning(code, diagnostic)
-            failures.append(Failure(address.group(0).lower(), found.kind, code, diagnostic, mta, reason=found.reason))
+            failures.append(Failure(address, found.kind, code, diagnostic, mta, reason=found.reason))
     return failures, delayed, reported
+
+
+def _recipient(block: dict[str, str]) -> str:
+    for name in ("original-recipient", "final-recipient"):
+        kind, _, value = block.get(name, "").partition(";")
+        if not value:
+            value, kind = kind, "rfc822"
+        if kind.strip().lower() not in ("rfc822", "") :
+            continue
+        found = _ADDRESS.search(value)
+        if found and _plausible(found.group(0)):
+            return found.group(0).lower()
+    return ""
+
+
+def _plausible(address: str) -> bool:
+    """A real address: not a redacted one (david...@gmail.com), not a host's internal name."""
+    local, _, domain = address.partition("@")
+    return ".." not in local and not local.startswith(".") and "." in domain and not domain.endswith(("-daemon", ".local"))
+
+
+def _own_parts(msg: Message) -> list[Message]:
+    """The message's parts, without descending into enclosed messages (message/rfc822)."""
+    parts = [msg]
+    if msg.is_multipart() and msg.get_content_maintype() != "message":
+        for sub in msg.get_payload():
+            if isinstance(sub, Message):
+                parts.extend(_own_parts(sub))
+    return parts
+
+
+def _notice_text(msg: Message) -> str:
+    """The human-readable text of the report itself (not of the returned message)."""
+    return "\n".join(_part_text(p) for p in _own_parts(msg) if p.get_content_maintype() == "text" and p.get_content_subtype() != "rfc822-headers")
 
 
 def _field_blocks(text: str) -> list[dict[str, str]]:
@@ -180,8 +222,9 @@ def _field_blocks(text: str) -> list[dict[str, str]]:
     return blocks
 
 
-def _flufl(msg: Message) -> list[Failure]:
-    """flufl.bounce's detectors; each address gets our hard/soft call from the text near it."""
+def _flufl(msg: Message) -> tuple[list[Failure], bool]:
+    """flufl.bounce's detectors: its permanent failures get our hard/soft call from the text around the
+    address; its temporary ones are warnings (the server keeps trying). Returns (failures, warned)."""
     import logging
 
     from flufl.bounce import all_failures
@@ -191,21 +234,56 @@ def _flufl(msg: Message) -> list[Failure]:
     try:
         temporary, permanent = all_failures(msg)
     except Exception:  # noqa: BLE001: a detector choking on a malformed message is not our failure
-        return []
-    body = _all_text(msg)
+        return [], False
+    body = _notice_text(msg) or _all_text(msg)
     out = []
-    for raw, default in [(a, "soft") for a in temporary] + [(a, "hard") for a in permanent]:
+    for raw in permanent:
         address = raw.decode("utf-8", "replace").strip("<>").lower() if isinstance(raw, bytes) else str(raw).lower()
-        if not _ADDRESS.fullmatch(address):
+        if not _ADDRESS.fullmatch(address) or not _plausible(address):
             continue
         near = _text_near(body, address)
         status = _STATUS.search(near)
         code = status.group(0) if status else ""
-        found = meaning(code, near) if near else None
-        kind = found.kind if found else default
-        reason = found.reason if found else ("temporary" if default == "soft" else "other")
-        out.append(Failure(address, kind, code, " ".join(near.split())[:300], "", "flufl", reason))
+        found = meaning(code, near) if near.strip() else meaning("5.0.0", "")
+        out.append(Failure(address, found.kind, code, " ".join(near.split())[:300], "", "flufl", found.reason))
+    return out, bool(temporary) and not out
+
+
+def _named_in_notice(msg: Message) -> list[Failure]:
+    """A bounce neither RFC 3464 nor flufl.bounce can read (a text-only Exchange notice, an Italian provider's
+    "mancato recapito"): the addresses its own text names, before the returned copy, other than the mail
+    system's and ours."""
+    text = _notice_text(msg)
+    text = re.split(r"(?im)^.*(?:original message|copy of the message|below this line|messaggio originale"
+                    r"|returned message|message follows|headers of the original).*$", text, maxsplit=1)[0]
+    own = {a.lower() for _, a in getaddresses(msg.get_all("From", []) + msg.get_all("To", []) + msg.get_all("Reply-To", []))}
+    seen: list[str] = []
+    for found in _ADDRESS.finditer(text):
+        address = found.group(0).lower().rstrip(".")
+        local = address.partition("@")[0]
+        if address in own or address in seen or not _plausible(address) or local in ("postmaster", "mailer-daemon", "mail-daemon"):
+            continue
+        seen.append(address)
+    if not seen or len(seen) > 5:
+        return []
+    out = []
+    for address in seen:
+        near = _text_near(text, address)
+        status = _STATUS.search(near)
+        code = status.group(0) if status else ""
+        found = meaning(code, near)
+        out.append(Failure(address, found.kind, code, " ".join(near.split())[:300], "", "text", found.reason))
     return out
+
+
+def _decoded(value: object) -> str:
+    """A header as text, its RFC 2047 encoded words decoded."""
+    from email.header import decode_header, make_header
+
+    try:
+        return str(make_header(decode_header(str(value))))
+    except Exception:  # noqa: BLE001: a malformed encoded word is left as it is
+        return str(value)
 
 
 def _all_text(msg: Message) -> str:
@@ -213,10 +291,12 @@ def _all_text(msg: Message) -> str:
 
 
 def _text_near(body: str, address: str) -> str:
-    """The lines that follow the first mention of the address: where MTAs put the server's reply."""
+    """The line that names the address and the paragraph after it: where MTAs put the server's reply
+    ("User's mailbox is full: <a@b>" gives it before, Postfix and Exim after)."""
     at = body.lower().find(address)
     if at < 0:
         return ""
-    tail = body[at:at + 600]
+    start = body.rfind("\n", 0, at) + 1
+    tail = body[start:at + 600]
     paragraph = re.split(r"\n\s*\n(?=\S)", tail, maxsplit=1)[0]
     return paragraph

@@ -6,9 +6,9 @@ import importlib.util
 import sys
 from pathlib import Path
 
-RECALL_MIN = 0.90  # expected failed recipients found / expected
-PRECISION_MIN = 0.95  # found recipients that are expected / found
-HARD_SOFT_MIN = 0.85  # of recipients found and expected, those with the expected hard/soft
+RECALL_MIN = 0.95  # expected failed recipients found / expected
+PRECISION_MIN = 0.98  # found recipients that are expected / found
+HARD_SOFT_MIN = 0.90  # of recipients found and expected, those with the expected hard/soft
 
 KINDS = {"bounce", "delayed", "complaint", "auto-reply", "other"}
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "bounce_quality.py"
