@@ -25,6 +25,7 @@ _REASONS: list[tuple[str, str, re.Pattern[str]]] = [
     ("mailbox-full", "soft", re.compile(
         r"quota|mail ?folder is full|mailbox (?:is )?full|mailbox full|box is full|over ?quota|quota (?:exceeded|full)|exceeded (?:the |its |their )?(?:storage|quota)"
         r"|insufficient (?:system )?storage|out of storage|storage (?:limit|quota)|mailbox size limit|casella piena", re.I)),
+    ("greylisted", "soft", re.compile(r"grey ?list|gray ?list|greylisting|try (?:again )?later", re.I)),
     ("mailbox-unknown", "hard", re.compile(
         r"user unknown|unknown user|no such (?:user|mailbox|recipient|address|account)|does(?: not|n't|n.t) exist|not exist"
         r"|unknown (?:recipient|address|mailbox|local[- ]part)|invalid (?:recipient|mailbox|address)|user (?:not found|doesn)"
@@ -39,7 +40,6 @@ _REASONS: list[tuple[str, str, re.Pattern[str]]] = [
         r"host (?:or domain name )?not found|domain (?:name )?(?:not found|does not exist|unknown|not exist)|no mx\b|nxdomain"
         r"|name service error|unrouteable mail domain|unknown domain|no route to domain|dns (?:type \w+ )?lookup failed"
         r"|relay(?:ing)? (?:access )?denied|we do not relay", re.I)),
-    ("greylisted", "soft", re.compile(r"grey ?list|gray ?list|greylisting|try (?:again )?later", re.I)),
     ("rate-limited", "soft", re.compile(
         r"rate limit|rate-limit|too many (?:messages|connections|recipients|emails)|throttl|unusual rate|sending limit"
         r"|receiving mail at a rate|temporarily deferred|exceeded (?:the )?(?:rate|message limit)", re.I)),

@@ -79,8 +79,8 @@ class CaptureHandler:
         answer = self.data_rule(envelope.rcpt_tos[0]) if self.data_rule and envelope.rcpt_tos else None
         if answer and answer != DROP:
             return answer
-        if self._box is not None:
-            self._box.add(data)
+        if self._box is not None:  # as a delivery agent files it: the envelope sender on top
+            self._box.add(f"Return-Path: <{envelope.mail_from}>\r\n".encode("utf-8", "replace") + data)
         received = Received(str(envelope.mail_from), list(envelope.rcpt_tos), data)
         if self.keep_in_memory:
             self.messages.append(received)

@@ -19,7 +19,9 @@ from rich.console import Console
 
 from mailer.app import Mailer
 from mailer.capture import CaptureServer, demo_rule
+from mailer.demo_mailbox import fill_bounce_mailbox
 from mailer.issue import load_issue
+from mailer.mailboxes import MaildirSource
 from mailer.progress import send_progress
 from mailer.report import render_table
 from mailer.settings import load_settings, parse_smtp_url
@@ -58,7 +60,7 @@ def sample_subscribers_csv(path: Path, count: int, seed: int = 2026) -> None:
 
 
 def run_demo(folder: Path, issue_file: Path, count: int, console: Console, *, serve_port: int | None = None) -> None:
-    for stale in ("demo.sqlite", "demo.sqlite-wal", "demo.sqlite-shm", "maildir", "preview"):
+    for stale in ("demo.sqlite", "demo.sqlite-wal", "demo.sqlite-shm", "maildir", "preview", "bounces"):
         target = folder / stale
         shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
@@ -81,6 +83,11 @@ def run_demo(folder: Path, issue_file: Path, count: int, console: Console, *, se
 
     maildir = folder / "maildir"
     campaign_id = asyncio.run(_send(mailer, issue_file, maildir, console))
+    bounces = folder / "bounces"
+    written = fill_bounce_mailbox(maildir, bounces)
+    intake = mailer.process_mailbox(MaildirSource(bounces))
+    show("bounce mail", f"{written} late reports and complaints in {bounces}: {intake.bounces} bounces recorded, "
+         f"{intake.suppressed} addresses suppressed, {intake.unsubscribed} subscriptions ended (`mailer inbox process`)")
     console.print(render_table(mailer.report(str(campaign_id))))
     show("HTML preview", files["html"].resolve())
     show("text part", files["text"].resolve())

@@ -136,6 +136,8 @@ def test_demo_runs_the_whole_path(tmp_path: Path) -> None:
     result = run(["demo", "--subscribers", "120", "--dir", str(folder)], {"COLUMNS": "120"})
     assert result.returncode == 0, result.stderr
     assert "120 imported" in result.stdout and "Top bounce reasons" in result.stdout
+    assert "5 late reports and complaints" in result.stdout and "3 bounces recorded" in result.stdout
+    assert "reported later" in result.stdout and re.search(r"complained \(reported as spam\)\s*│\s*1 │", result.stdout)
     captured = list((folder / "maildir" / "new").iterdir())
     assert 100 < len(captured) < 120  # the demo relay bounces and greylists a few sample addresses
     assert f"captured mail {len(captured)} messages" in result.stdout
