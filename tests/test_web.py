@@ -485,3 +485,24 @@ def test_an_old_confirmation_link_does_not_bring_back_someone_who_left(settings:
         replay = await client.post(link)
         assert replay.status_code == 400 and not subscribed(mailer, "ines@example.org")
     run(settings, scenario)
+
+
+def test_an_operator_reviews_returned_mail_and_downloads_it_as_it_arrived(settings: Settings) -> None:
+    question = b"From: someone@example.org\nSubject: <b>Una domanda</b>\n\n<script>alert(1)</script>\n"
+
+    async def scenario(client: httpx.AsyncClient, mailer: Mailer, relay: CaptureServer) -> None:
+        await send_issue(mailer, ["pia@example.org"])
+        kept = mailer.take_in(question, mailbox="maildir:/var/mail/bounces")
+        away = mailer.take_in(b"From: pia@example.org\nSubject: Fuori sede\nAuto-Submitted: auto-replied\n\nTorno lunedi.\n")
+        mailer.add_admin_user("redazione", "correct horse battery")
+        await log_in(client)
+        listing = await client.get("/admin/inbox")
+        assert listing.status_code == 200 and "&lt;b&gt;Una domanda&lt;/b&gt;" in listing.text and "<script>" not in listing.text
+        assert "risposta automatica" in listing.text and f'href="/admin/inbox/{kept.inbound_id}.eml"' in listing.text
+        review = await client.get("/admin/inbox", params={"review": "1"})
+        assert "Una domanda" in review.text and "Fuori sede" not in review.text and away.kind == "auto-reply"
+        raw = await client.get(f"/admin/inbox/{kept.inbound_id}.eml")
+        assert raw.content == question and raw.headers["content-disposition"].startswith("attachment")
+        assert raw.headers["x-content-type-options"] == "nosniff"
+        assert (await client.get("/admin/inbox/999.eml")).status_code == 404
+    run(settings, scenario)

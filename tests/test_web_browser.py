@@ -397,6 +397,19 @@ def test_operator_logs_in_and_reads_a_campaign_report(site: Site, page: Page, re
     wrong = [d for d in drawn if abs(d["rendered"] - d["attribute"]) > 1]
     assert wrong == [], f"bars not drawn at their length (a page stylesheet overrides their width): {wrong}"
 
+    # Returned mail, reached from the menu with the keyboard alone: a question kept for review, an auto-reply.
+    site.mailer.take_in(b"From: someone@example.org\nSubject: Una domanda sulla newsletter\n\nBuongiorno...\n")
+    site.mailer.take_in(b"From: anna@example.org\nSubject: Fuori sede\nAuto-Submitted: auto-replied\n\nTorno lunedi.\n")
+    menu = page.get_by_role("link", name="Posta di ritorno")
+    menu.focus()
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.url == f"{site.base}/admin/inbox" and page.locator("h1").inner_text() == "Posta di ritorno"
+    rows = page.locator("main table tbody tr").all_inner_texts()
+    assert len(rows) == 2 and "da esaminare" in rows[1] and "risposta automatica" in rows[0], rows
+    axe.check(page, "admin returned mail")
+    axe.assert_clean()
+
 
 # ---- 4. every other page -------------------------------------------------------------------------------------
 

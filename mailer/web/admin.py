@@ -116,6 +116,24 @@ async def bounces(request: Request) -> Response:
 
 
 @operator_only
+async def inbox(request: Request) -> Response:
+    """What came back to the bounce and unsubscribe addresses; ?review=1 only what waits for an operator."""
+    page = max(small_number(request.query_params.get("page", "1")) or 1, 1)
+    review = request.query_params.get("review") == "1"
+    lines = await run_in_threadpool(lambda: mailer_of(request).inbound_messages(review_only=review, limit=100, offset=(page - 1) * 100))
+    return render(request, "admin/inbox.html.j2", lines=lines, page=page, review=review, operator=request.session["operator"])
+
+
+@operator_only
+async def inbound_raw(request: Request) -> Response:
+    """One inbound message as it arrived: a download, never rendered (it is untrusted mail)."""
+    inbound_id = path_id(request)
+    data = await run_in_threadpool(mailer_of(request).inbound_raw, inbound_id)
+    return Response(data, media_type="message/rfc822",
+                    headers={"Content-Disposition": f'attachment; filename="inbound-{inbound_id}.eml"'})
+
+
+@operator_only
 async def subscribers(request: Request) -> Response:
     query = request.query_params.get("q", "")[:200]
     found = await run_in_threadpool(mailer_of(request).search_subscribers, query) if query else []
@@ -159,6 +177,8 @@ routes = [
     Route("/admin/campaigns/{id:int}/bounces.csv", bounces_csv),
     Route("/admin/bounces", bounces),
     Route("/admin/bounces.csv", bounces_csv),
+    Route("/admin/inbox", inbox),
+    Route("/admin/inbox/{id:int}.eml", inbound_raw),
     Route("/admin/subscribers", subscribers),
     Route("/admin/subscribers/{id:int}", subscriber),
 ]
