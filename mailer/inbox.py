@@ -98,20 +98,29 @@ class Inbox(Core):
         from subscribers.models import utcnow
 
         digest = inbound.digest_of(data)
-        with self.session() as session:
-            conn = session.connection()
-            earlier = inbound.already_taken(conn, digest)
-            if earlier is not None:
-                return Taken(earlier[1], f"already taken in as message {earlier[0]}: {earlier[2]}", earlier[0], duplicate=True)
-            msg = _parse(data)
-            now = utcnow()
-            inbound_id = inbound.keep(conn, inbound.Inbound(
-                digest, mailbox, str(msg.get("Message-ID", "")).strip() if msg else "",
-                parseaddr(str(msg.get("From", "")))[1] if msg else "", str(msg.get("Subject", "")) if msg else "", data,
-            ), now)
-            taken = self._act(session, inbound_id, data, msg)
-            inbound.settle_inbound(conn, inbound_id, taken.kind, taken.outcome, taken.needs_review)
-            return taken
+        try:
+            with self.session() as session:
+                conn = session.connection()
+                earlier = inbound.already_taken(conn, digest)
+                if earlier is not None:
+                    return Taken(earlier[1], f"already taken in as message {earlier[0]}: {earlier[2]}", earlier[0], duplicate=True)
+                msg = _parse(data)
+                record = inbound.Inbound(digest, mailbox, _header(msg, "Message-ID"), parseaddr(_header(msg, "From"))[1],
+                                         _header(msg, "Subject"), data)
+                inbound_id = inbound.keep(conn, record, utcnow())
+                taken = self._act(session, inbound_id, data, msg)
+                inbound.settle_inbound(conn, inbound_id, taken.kind, taken.outcome, taken.needs_review)
+                return taken
+        except Exception as exc:  # noqa: BLE001: one odd message must not stop the mailbox; the database failing must
+            if _is_database_error(exc):
+                raise
+            with self.session() as session:  # what it did is rolled back; the message itself is kept for review
+                conn = session.connection()
+                record = inbound.Inbound(digest, mailbox, "", "", "", data)
+                inbound_id = inbound.keep(conn, record, utcnow())
+                outcome = f"could not be processed ({type(exc).__name__}: {str(exc)[:200]})"
+                inbound.settle_inbound(conn, inbound_id, "other", outcome, True)
+            return Taken("other", outcome, inbound_id, needs_review=True)
 
     def inbound_messages(self, *, review_only: bool = False, limit: int = 100, offset: int = 0) -> list[InboundLine]:
         """What arrived at the bounce and unsubscribe addresses, newest first."""
@@ -287,6 +296,23 @@ class Inbox(Core):
                     except InvalidToken:
                         continue
         return None
+
+
+def _header(msg: Message | None, name: str) -> str:
+    if msg is None:
+        return ""
+    try:
+        return str(msg.get(name, "")).strip()
+    except Exception:  # noqa: BLE001: a header the parser cannot turn into text
+        return ""
+
+
+def _is_database_error(exc: Exception) -> bool:
+    import sqlite3
+    import sys
+
+    sqlalchemy_errors = sys.modules.get("sqlalchemy.exc")
+    return isinstance(exc, sqlite3.Error) or bool(sqlalchemy_errors and isinstance(exc, sqlalchemy_errors.SQLAlchemyError))
 
 
 def _parse(data: bytes) -> Message | None:

@@ -16,7 +16,7 @@ from mailer.capture import CaptureServer
 from tests.bounce_samples import arf_complaint, auto_reply, postfix_dsn
 from tests.conftest import ISSUE_2026
 from tests.imap_server import ImapServer, imap_server  # noqa: F401  (the fixture)
-from mailer.settings import PROJECT_ROOT
+from mailer.settings import PROJECT_ROOT, Settings
 from tests.test_cli import MAILER, run
 
 PEOPLE = ["gone", "full", "angry", "leaver", "away", "tagged", "keep", "keep2"]
@@ -196,3 +196,28 @@ def test_operators_list_what_waits_for_review_and_read_it_as_it_arrived(env: dic
     assert shown.returncode == 0 and shown.stdout == odd
     missing = run(["inbox", "show", "99"], env)
     assert missing.returncode == 1 and "no inbound message 99" in missing.stderr
+
+
+def test_damaged_messages_are_all_kept_and_none_stops_the_run(settings: Settings, tmp_path: Path) -> None:
+    """Every corpus message cut short at random points or with bytes flipped: each is taken in (or kept for
+    review) and none raises, so one odd message can never stop a mailbox run."""
+    import random
+
+    from mailer.app import Mailer
+
+    rng = random.Random(7)
+    corpus = sorted((PROJECT_ROOT / "tests" / "bounce_corpus").rglob("*.*"))
+    samples = [p.read_bytes() for p in corpus if p.suffix in (".eml", ".txt") and p.parent.name != "bounce_corpus"]
+    damaged = []
+    for data in rng.sample(samples, 60):
+        cut = data[: rng.randrange(1, max(len(data), 2))]
+        flipped = bytearray(data)
+        for _ in range(20):
+            flipped[rng.randrange(len(flipped))] = rng.randrange(256)
+        damaged += [cut, bytes(flipped), data.replace(b"\n", b"\r", 50), data[: len(data) // 2] + b"\x00" * 40]
+    mailer = Mailer(settings)
+    taken = [mailer.take_in(data, mailbox="test") for data in damaged]
+    distinct = {d.replace(b"\r\n", b"\n").rstrip(b"\n") for d in damaged}
+    assert len({t.inbound_id for t in taken}) == len(distinct)  # every distinct message is on record, once
+    assert all(t.outcome for t in taken)
+    mailer.close()
