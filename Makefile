@@ -15,6 +15,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/message_build.py
 	$(BIN)/python bench/send_rate.py
 	$(BIN)/python bench/cli_startup.py
+	$(BIN)/python bench/bounce_quality.py
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
