@@ -12,6 +12,7 @@ from dataclasses import dataclass
 _REPLY_ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>]+>?")
 _QUEUE_ID = re.compile(r"\b(?=[A-Za-z0-9]*\d)[A-Za-z0-9]{8,}\b")
 STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+FAILURE_STATUS = re.compile(r"\b([45])\.(\d{1,3})\.(\d{1,3})\b")  # in a transcript, the status of the refusal
 
 # Each reason: a pattern of words, the kind it implies. Checked in this order; the first match wins, except
 # that a hard reason's words lose to a full mailbox named in the same text ("mailbox full, user unknown" is rare;
@@ -21,9 +22,10 @@ _REASONS: list[tuple[str, str, re.Pattern[str]]] = [
         r"not found, try again|temporary (?:dns|lookup|name|server) (?:error|failure)|command died"
         r"|retry time(?:out)? (?:not reached|exceeded)|have been failing for a long time|failed \d+ attempts|after \d+ attempts"
         r"|temporarily (?:unavailable|rejected)|try to resend", re.I)),
+    ("account-disabled", "hard", re.compile(r"out of storage space and inactive|inactive (?:account|mailbox)|account (?:is )?inactive", re.I)),
     ("rate-limited", "soft", re.compile(r"sending quota|sending limit|daily (?:user )?sending|messages? per (?:hour|day)", re.I)),
     ("mailbox-full", "soft", re.compile(
-        r"quota|mail ?folder is full|mailbox (?:is )?full|mailbox full|box is full|over ?quota|quota (?:exceeded|full)|exceeded (?:the |its |their )?(?:storage|quota)"
+        r"quota|mail ?folder is full|enough (?:disk |storage )?(?:space|storage)|out of (?:disk |storage )?space|storage space|mailbox (?:is )?full|mailbox full|box is full|over ?quota|quota (?:exceeded|full)|exceeded (?:the |its |their )?(?:storage|quota)"
         r"|insufficient (?:system )?storage|out of storage|storage (?:limit|quota)|mailbox size limit|casella piena", re.I)),
     ("greylisted", "soft", re.compile(r"grey ?list|gray ?list|greylisting|try (?:again )?later", re.I)),
     ("mailbox-unknown", "hard", re.compile(
@@ -45,10 +47,14 @@ _REASONS: list[tuple[str, str, re.Pattern[str]]] = [
         r"|receiving mail at a rate|temporarily deferred|exceeded (?:the )?(?:rate|message limit)", re.I)),
     ("message-too-large", "soft", re.compile(
         r"message (?:is )?too (?:large|big)|size exceeds|exceeds (?:the )?(?:maximum|size|message size)|message size|too large", re.I)),
+    ("connection", "soft", re.compile(
+        r"connection (?:dropped|timed out|refused|reset|lost|closed)|could not (?:initiate|connect|establish)|temp_failure"
+        r"|timed out|unable to connect|no route to host|network is unreachable", re.I)),
     ("spam-block", "soft", re.compile(r"spam|junk|bulk mail|unsolicited|content (?:rejected|filter)|virus|malware|phish", re.I)),
     ("policy-block", "soft", re.compile(
         r"blocked|block ?list|blacklist|listed|reputation|policy|dmarc|\bspf\b|dkim|not authori[sz]ed|access denied"
-        r"|refused|prohibited|poor reputation|banned|denied", re.I)),
+        r"|refused|prohibited|poor reputation|banned|denied|not accepted here|are not accepted|ptr (?:resource )?record"
+        r"|reverse dns|service not available|no smtp service", re.I)),
     ("temporary", "soft", re.compile(r"temporar|transient|try again", re.I)),
 ]
 _SOFT_STATUS = {(2, 2): "mailbox-full", (3, 4): "message-too-large", (2, 3): "message-too-large",

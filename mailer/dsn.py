@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.utils import getaddresses
 
-from mailer.bounce_meaning import STATUS as _STATUS, classify, meaning  # noqa: F401  (classify re-exported)
+from mailer.bounce_meaning import FAILURE_STATUS, STATUS as _STATUS, Meaning, classify, meaning  # noqa: F401  (classify re-exported)
 
 _ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 
 AUTO_REPLY_SUBJECT = re.compile(
     r"^(?:auto(?:matic)?[ -]?(?:reply|response|risposta)|risposta automatica|r[ée]ponse automatique|out of (?:the )?office"
-    r"|fuori sede|assente|absence|abwesend|abwesenheitsnotiz|vacation|on leave|in ferie)", re.I
+    r"|fuori sede|assente|absence|abwesend|abwesenheitsnotiz|vacation|on leave|in ferie|fuera de (?:la )?oficina|ausente)", re.I
 )
 
 
@@ -64,13 +64,13 @@ def read_message(data: bytes) -> Reading:
     if _is_report(msg, "feedback-report"):
         return Reading("complaint", complainant=_complainant(msg), to=to, subject=subject)
     failures, delayed, reported = _delivery_status(msg)
-    if not failures and not delayed:  # no usable RFC 3464 part: an auto-reply, or a bounce in another format
-        if not reported and _is_auto_reply(msg, subject) and not _looks_like_bounce(msg, subject):
+    if not reported:  # no RFC 3464 report naming a recipient: an auto-reply, or a bounce in another format
+        if _is_auto_reply(msg, subject) and not _looks_like_bounce(msg, subject):
             return Reading("auto-reply", to=to, subject=subject)
         failures, warned = _flufl(msg)
-        if not failures and not warned and (reported or _looks_like_bounce(msg, subject)):
+        if not failures and not warned and _looks_like_bounce(msg, subject):
             failures = _named_in_notice(msg)
-        delayed = delayed or (warned and not failures)
+        delayed = warned and not failures
     if failures:
         return Reading("bounce", tuple(failures), to=to, subject=subject, bounce_like=True)
     return Reading("delayed" if delayed else "other", to=to, subject=subject, bounce_like=reported or _looks_like_bounce(msg, subject))
@@ -79,7 +79,7 @@ def read_message(data: bytes) -> Reading:
 BOUNCE_SUBJECT = re.compile(
     r"undeliver|delivery (?:status|fail|notification)|failure notice|returned mail|mail delivery failed|non-?delivery"
     r"|could not be delivered|mancato recapito|impossibile recapitare|rejected mail|automatically rejected|not delivered"
-    r"|delivery has failed|returned to sender|nicht zustellbar|non recapitabile", re.I,
+    r"|delivery has failed|returned to sender|nicht zustellbar|non recapitabile|mancata consegna", re.I,
 )
 
 
@@ -242,9 +242,9 @@ def _flufl(msg: Message) -> tuple[list[Failure], bool]:
         if not _ADDRESS.fullmatch(address) or not _plausible(address):
             continue
         near = _text_near(body, address)
-        status = _STATUS.search(near)
+        status = FAILURE_STATUS.search(near)
         code = status.group(0) if status else ""
-        found = meaning(code, near) if near.strip() else meaning("5.0.0", "")
+        found = _meaning_in(code, near, body)
         out.append(Failure(address, found.kind, code, " ".join(near.split())[:300], "", "flufl", found.reason))
     return out, bool(temporary) and not out
 
@@ -254,12 +254,15 @@ def _named_in_notice(msg: Message) -> list[Failure]:
     "mancato recapito"): the addresses its own text names, before the returned copy, other than the mail
     system's and ours."""
     text = _notice_text(msg)
-    text = re.split(r"(?im)^.*(?:original message|copy of the message|below this line|messaggio originale"
-                    r"|returned message|message follows|headers of the original).*$", text, maxsplit=1)[0]
+    text = _COPY_MARKER.split(text, maxsplit=1)[0]
     own = {a.lower() for _, a in getaddresses(msg.get_all("From", []) + msg.get_all("To", []) + msg.get_all("Reply-To", []))}
     seen: list[str] = []
+    quoted = re.compile(r"(?i)^\s*(?:from|da|mittente|sender|reply-to|message-id|x-riferimento-message-id|in-reply-to|references)\s*:")
     for found in _ADDRESS.finditer(text):
-        address = found.group(0).lower().rstrip(".")
+        line = text[text.rfind("\n", 0, found.start()) + 1:found.start()]
+        if quoted.match(line) or "message-id" in line.lower():
+            continue  # the original's sender or an identifier, not a recipient
+        address = found.group(0).lower().rstrip(".").strip("'\"")
         local = address.partition("@")[0]
         if address in own or address in seen or not _plausible(address) or local in ("postmaster", "mailer-daemon", "mail-daemon"):
             continue
@@ -269,11 +272,26 @@ def _named_in_notice(msg: Message) -> list[Failure]:
     out = []
     for address in seen:
         near = _text_near(text, address)
-        status = _STATUS.search(near)
+        status = FAILURE_STATUS.search(near)
         code = status.group(0) if status else ""
-        found = meaning(code, near)
+        found = _meaning_in(code, near, text)
         out.append(Failure(address, found.kind, code, " ".join(near.split())[:300], "", "text", found.reason))
     return out
+
+
+def _meaning_in(code: str, near: str, notice: str) -> Meaning:
+    """The meaning of the words next to the address; when they say nothing telling, of the whole notice
+    before the returned copy (many MTAs give the reason in a paragraph of its own)."""
+    found = meaning(code, near)
+    if found.reason != "other":
+        return found
+    before_copy = _COPY_MARKER.split(notice, maxsplit=1)[0]
+    wider = meaning(code, before_copy)
+    return wider if wider.reason != "other" else found
+
+
+_COPY_MARKER = re.compile(r"(?im)^.*(?:original message|copy of the message|below this line|messaggio originale"
+                          r"|returned message|message follows|headers of the original).*$")
 
 
 def _decoded(value: object) -> str:
