@@ -129,10 +129,10 @@ class Dispatcher:
             await asyncio.gather(*workers, return_exceptions=True)
             await asyncio.gather(*(s.close() for s in self.senders), return_exceptions=True)
             failed = any(t.done() and not t.cancelled() and t.exception() is not None for t in (producer, *workers))
-            if self.summary.stopped or self.summary.error or failed:
-                self._return_streak()  # ended early: nothing since the last delivery proves those bounces real
+            if self.summary.stopped or self.summary.error or failed or not self._relay_has_delivered():
+                self._return_streak()  # ended early, or nothing ever got through: nothing proves those bounces real
             else:
-                self._settle_streak()  # ran to the end without tripping: its last bounces are real
+                self._settle_streak()  # ran to the end, and this relay delivers this campaign: its last bounces are real
             self.summary.released = ledger.release(self.engine, list(self._unsent), self.owner)
             self._unsent.clear()
             ledger.finish_if_done(self.engine, self.campaign_id)
@@ -198,6 +198,12 @@ class Dispatcher:
                     return
             elif verdict.status == DeliveryStatus.SENT:
                 self._settle_streak()
+
+    def _relay_has_delivered(self) -> bool:
+        """Has any message of this campaign got through (in this run or an earlier one)?"""
+        if not self._streak or self.summary.counts[DeliveryStatus.SENT]:
+            return True
+        return ledger.count_by_status(self.engine, self.campaign_id).get(DeliveryStatus.SENT, 0) > 0
 
     def _settle_streak(self) -> None:
         """The relay delivers: the bounces met since the last delivery were real; the policy judges them."""

@@ -73,7 +73,8 @@ def read_message(data: bytes) -> Reading:
         delayed = warned and not failures
     if failures:
         return Reading("bounce", tuple(failures), to=to, subject=subject, bounce_like=True)
-    return Reading("delayed" if delayed else "other", to=to, subject=subject, bounce_like=reported or _looks_like_bounce(msg, subject))
+    # A report that named its recipients and failed none of them (delivered, relayed, delayed) is no bounce.
+    return Reading("delayed" if delayed else "other", to=to, subject=subject, bounce_like=not reported and _looks_like_bounce(msg, subject))
 
 
 BOUNCE_SUBJECT = re.compile(

@@ -42,12 +42,17 @@ class Inbound:
     data: bytes
 
 
+def clean(text: str, limit: int) -> str:
+    """Text from a message as a column can hold it: no NUL (PostgreSQL refuses it in text), at most `limit` characters."""
+    return text.replace("\x00", "")[:limit]
+
+
 def keep(conn: Connection, inbound: Inbound, now: datetime) -> int:
     """Store the message (compressed) with a provisional kind; returns its id."""
     return conn.execute(
         insert(InboundMessage.__table__).values(  # type: ignore[attr-defined]
-            digest=inbound.digest, message_id=inbound.message_id[:255], mailbox=inbound.mailbox[:255],
-            sender=inbound.sender[:320], subject=inbound.subject[:500], kind="other", outcome="", needs_review=False,
+            digest=inbound.digest, message_id=clean(inbound.message_id, 255), mailbox=clean(inbound.mailbox, 255),
+            sender=clean(inbound.sender, 320), subject=clean(inbound.subject, 500), kind="other", outcome="", needs_review=False,
             size=len(inbound.data), raw=zlib.compress(inbound.data, 6), received_at=now,
         ).returning(I.id)
     ).scalar_one()
@@ -56,7 +61,7 @@ def keep(conn: Connection, inbound: Inbound, now: datetime) -> int:
 def settle_inbound(conn: Connection, inbound_id: int, kind: str, outcome: str, needs_review: bool) -> None:
     conn.execute(
         update(InboundMessage.__table__).where(I.id == inbound_id)  # type: ignore[attr-defined]
-        .values(kind=kind, outcome=outcome[:1000], needs_review=needs_review)
+        .values(kind=kind, outcome=clean(outcome, 1000), needs_review=needs_review)
     )
 
 

@@ -112,6 +112,8 @@ class Inbox(Core):
                 inbound.settle_inbound(conn, inbound_id, taken.kind, taken.outcome, taken.needs_review)
                 return taken
         except Exception as exc:  # noqa: BLE001: one odd message must not stop the mailbox; the database failing must
+            if _is_duplicate(exc):  # another run took the same message in meanwhile
+                return Taken("other", "taken in by another run meanwhile", 0, duplicate=True)
             if _is_database_error(exc):
                 raise
             with self.session() as session:  # what it did is rolled back; the message itself is kept for review
@@ -174,12 +176,14 @@ class Inbox(Core):
         if not failures and tagged is not None:  # unreadable report, trusted tag
             text = _plain_text(_parse(data))
             m = meaning("", text)
-            failures = [Failure(tagged.email, m.kind, "", " ".join(text.split())[:300], "", "tag", m.reason)]
-        claims = self._link_claims(data)
+            kind = m.kind if m.reason != "other" else "soft"  # no telling words: never hard on a guess
+            failures = [Failure(tagged.email, kind, "", " ".join(text.split())[:300], "", "tag", m.reason)]
+        claims = self._link_claims(data, session)
         logged = suppressed = 0
         unmatched: list[str] = []
+        by_address = 0
         for failure in failures:
-            ref = self._delivery_for(conn, failure.recipient, tagged, claims, single=len(failures) == 1)
+            ref, signed = self._delivery_for(conn, failure.recipient, tagged, claims, single=len(failures) == 1)
             if ref is None:
                 unmatched.append(failure.recipient)
                 continue
@@ -188,15 +192,21 @@ class Inbox(Core):
             log_bounce(conn, bounce, delivery_id=ref.delivery_id, campaign_id=ref.campaign_id,
                        subscriber_id=ref.subscriber_id, now=now, inbound_id=inbound_id)
             inbound.mark_bounced(conn, ref.delivery_id, now)
-            decision = apply_policy(conn, self.settings.bounce_policy, ref.subscriber_id, failure.kind, failure.why, now, ref.campaign_id)
+            # Matched by a signature of ours: the policy as it stands. By address alone (anyone can write a
+            # DSN naming anyone): scored as a soft bounce, never suppressed at once, and flagged for review.
+            kind = failure.kind if signed else "soft"
+            by_address += not signed
+            decision = apply_policy(conn, self.settings.bounce_policy, ref.subscriber_id, kind, failure.why, now, ref.campaign_id)
             logged += 1
             suppressed += bool(decision and decision.suppress)
         parts = [f"{logged} bounce{'s' if logged != 1 else ''} recorded"]
         if suppressed:
             parts.append(f"{suppressed} address{'es' if suppressed != 1 else ''} suppressed")
+        if by_address:
+            parts.append(f"{by_address} matched by address only (no signed tag): scored, not suppressed at once")
         if unmatched:
             parts.append(f"no subscriber for {', '.join(unmatched[:5])}")
-        return Taken("bounce", "; ".join(parts), inbound_id, needs_review=bool(unmatched) or not logged,
+        return Taken("bounce", "; ".join(parts), inbound_id, needs_review=bool(unmatched) or not logged or bool(by_address),
                      bounces=logged, suppressed=suppressed)
 
     def _complaint(self, session: Session, inbound_id: int, data: bytes, found: ReadBounce) -> Taken:
@@ -208,15 +218,18 @@ class Inbox(Core):
 
         conn = session.connection()
         subscriber_id, campaign_id = None, None
-        claims = self._link_claims(data)
+        claims = self._link_claims(data, session)
         if claims:
             subscriber_id, campaign_id = claims[0].subscriber_id, claims[0].campaign_id or None
         elif found.delivery_id and (ref := inbound.delivery(conn, found.delivery_id)):
             subscriber_id, campaign_id = ref.subscriber_id, ref.campaign_id
         elif found.reading.complainant:
-            subscriber_id = store.find_subscriber_id(conn, found.reading.complainant)
-            ref = inbound.latest_delivery(conn, subscriber_id) if subscriber_id else None
-            campaign_id = ref.campaign_id if ref else None
+            # A report naming an address but carrying no signature of ours could come from anyone: an
+            # operator decides (mailer subscribers remove), intake does not.
+            who = found.reading.complainant
+            known = store.find_subscriber_id(conn, who) is not None
+            return Taken("complaint", f"complaint naming {who} ({'a subscriber' if known else 'not a subscriber'}) without a signed "
+                         "token or tag: nobody unsubscribed", inbound_id, needs_review=True)
         subscriber = session.get(Subscriber, subscriber_id) if subscriber_id else None
         if subscriber is None:
             who = found.reading.complainant or "an unnamed recipient"
@@ -243,6 +256,9 @@ class Inbox(Core):
             except InvalidToken:
                 continue
             mailing_list = session.get(MailingList, claim.list_id) if claim.list_id else None
+            if claim.list_id and mailing_list is None:
+                return Taken("unsubscribe", f"unsubscribe token of {subscriber.email} for a list that no longer exists: "
+                             "nobody unsubscribed", inbound_id, needs_review=True)
             ended = store.unsubscribe(session, subscriber, mailing_list, method="mailto", campaign_id=claim.campaign_id or None)
             what = f"list '{mailing_list.name}'" if mailing_list else "every list"
             return Taken("unsubscribe", f"mailto unsubscribe of {subscriber.email} from {what}: {ended} subscription(s) ended",
@@ -252,31 +268,40 @@ class Inbox(Core):
 
     # ---- matching -----------------------------------------------------------------------------------
 
-    def _delivery_for(self, conn: object, recipient: str, tagged: DeliveryRef | None, claims: list[Claim], *, single: bool) -> DeliveryRef | None:
-        """The delivery a failed recipient is about: the signed return path's, the signed unsubscribe link's
-        in the returned headers, else the newest delivery to the subscriber with that address."""
+    def _delivery_for(
+        self, conn: object, recipient: str, tagged: DeliveryRef | None, claims: list[Claim], *, single: bool,
+    ) -> tuple[DeliveryRef | None, bool]:
+        """The delivery a failed recipient is about, and whether a signature of ours says so: the signed
+        return path's, the signed unsubscribe link's in the returned headers; else (unsigned) the newest
+        delivery to the subscriber with that address."""
         from mailer import inbound_store as inbound
         from subscribers import store
 
         if tagged is not None and (single or tagged.email == recipient):
-            return tagged
+            return tagged, True
         for claim in claims:
             ref = inbound.delivery_of(conn, claim.campaign_id, claim.subscriber_id) if claim.campaign_id else None  # type: ignore[arg-type]
             if ref is not None and (single or ref.email == recipient):
-                return ref
+                return ref, True
         subscriber_id = store.find_subscriber_id(conn, recipient)  # type: ignore[arg-type]
-        return inbound.latest_delivery(conn, subscriber_id) if subscriber_id else None  # type: ignore[arg-type]
+        return (inbound.latest_delivery(conn, subscriber_id) if subscriber_id else None), False  # type: ignore[arg-type]
 
-    def _link_claims(self, data: bytes) -> list[Claim]:
-        """Valid signed unsubscribe tokens in the message (the List-Unsubscribe header of a returned copy)."""
+    def _link_claims(self, data: bytes, session: Session | None = None) -> list[Claim]:
+        """Valid signed unsubscribe tokens in the message (the List-Unsubscribe header of a returned copy),
+        of subscribers whose links were not revoked since."""
+        from subscribers import choices
+
         claims = []
         text = data.decode("utf-8", "replace").replace("=\r\n", "").replace("=\n", "")
         for match in _LINK_TOKEN.finditer(text):
             token = (match.group(1) or match.group(2) or "").replace("%2E", ".").replace("%2e", ".")
             try:
-                claims.append(self.signer.read_unsubscribe_token(token))
+                claim = self.signer.read_unsubscribe_token(token)
+                if session is not None:
+                    choices.subscriber_for(session, claim)  # revoked links (token version bumped) count for nothing
             except InvalidToken:
                 continue
+            claims.append(claim)
         return claims
 
     def _is_unsubscribe_request(self, msg: Message, reading: Reading) -> bool:
@@ -305,6 +330,13 @@ def _header(msg: Message | None, name: str) -> str:
         return str(msg.get(name, "")).strip()
     except Exception:  # noqa: BLE001: a header the parser cannot turn into text
         return ""
+
+
+def _is_duplicate(exc: Exception) -> bool:
+    import sys
+
+    sqlalchemy_errors = sys.modules.get("sqlalchemy.exc")
+    return bool(sqlalchemy_errors and isinstance(exc, sqlalchemy_errors.IntegrityError) and "digest" in str(exc).lower())
 
 
 def _is_database_error(exc: Exception) -> bool:

@@ -67,7 +67,10 @@ class MaildirSource:
                 (target_dir.parent / part).mkdir(parents=True, exist_ok=True)
         target = target_dir / f"{base}:2,{flags}"
         if source != target:
-            os.replace(source, target)
+            try:
+                os.replace(source, target)
+            except FileNotFoundError:
+                pass  # another reader moved it meanwhile: it is on record either way
 
     def close(self) -> None:
         pass
@@ -106,6 +109,10 @@ class ImapSource:
         parts = urlsplit(url)
         if parts.scheme not in ("imaps", "imap") or not parts.hostname:
             raise InboxError("the IMAP address must look like imaps://user:password@host/INBOX")
+        try:
+            parts.port
+        except ValueError:
+            raise InboxError(f"the IMAP address has a port that is not a number: {parts.netloc.rpartition('@')[2]}") from None
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         self.folder = unquote(parts.path.lstrip("/")) or "INBOX"
         self.move_to = move_to or query.get("move", "")
@@ -123,7 +130,8 @@ class ImapSource:
                 if "STARTTLS" not in self.imap.capabilities:
                     raise InboxError(f"{self.label} offers no STARTTLS; the password would travel in clear (use imaps://)")
                 self.imap.starttls(context)
-            self.imap.login(unquote(parts.username or ""), unquote(parts.password or ""))
+            self.imap.login(_quote(unquote(parts.username or "")), unquote(parts.password or ""))  # imaplib quotes the password itself
+            self.imap.capability()  # what the server offers once logged in (MOVE, UIDPLUS), not before
             status, detail = self.imap.select(_quote(self.folder))
             if status != "OK":
                 raise InboxError(f"{self.label}: cannot open folder {self.folder!r}: {_text(detail)}")
@@ -131,9 +139,9 @@ class ImapSource:
                 self.imap.create(_quote(self.move_to))  # NO if it exists: fine
         except InboxError:
             raise
-        except (OSError, ssl.SSLError, imaplib.IMAP4.error) as exc:
+        except (OSError, ssl.SSLError, imaplib.IMAP4.error, ValueError, UnicodeError) as exc:
             raise InboxError(f"{self.label}: {exc}") from None
-        self._expunge = False
+        self._deleted: list[str] = []
 
     def messages(self) -> Iterator[tuple[str, bytes]]:
         try:
@@ -151,21 +159,29 @@ class ImapSource:
         try:
             if self.move_to:
                 if "MOVE" in self.imap.capabilities:
-                    self.imap.uid("MOVE", key, _quote(self.move_to))
+                    self._ok(self.imap.uid("MOVE", key, _quote(self.move_to)), f"move message {key} to {self.move_to!r}")
                     return
-                self.imap.uid("COPY", key, _quote(self.move_to))
+                self._ok(self.imap.uid("COPY", key, _quote(self.move_to)), f"copy message {key} to {self.move_to!r}")
             if self.move_to or self.delete:
-                self.imap.uid("STORE", key, "+FLAGS", "(\\Deleted)")
-                self._expunge = True
+                self._ok(self.imap.uid("STORE", key, "+FLAGS", "(\\Deleted)"), f"flag message {key} deleted")
+                self._deleted.append(key)
             else:
-                self.imap.uid("STORE", key, "+FLAGS", "(\\Seen)")
+                self._ok(self.imap.uid("STORE", key, "+FLAGS", "(\\Seen)"), f"flag message {key} seen")
         except (OSError, imaplib.IMAP4.error) as exc:
             raise InboxError(f"{self.label}: {exc}") from None
 
+    def _ok(self, answer: tuple[str, list[object]], what: str) -> None:
+        status, detail = answer
+        if status != "OK":  # e.g. COPY to a folder the server refuses: then nothing may be deleted
+            raise InboxError(f"{self.label}: cannot {what}: {_text(detail)}")
+
     def close(self) -> None:
         try:
-            if self._expunge:
-                self.imap.expunge()
+            if self._deleted:
+                if "UIDPLUS" in self.imap.capabilities:  # only our messages, not others flagged by another client
+                    self.imap.uid("EXPUNGE", ",".join(self._deleted))
+                else:
+                    self.imap.expunge()
             self.imap.logout()
         except (OSError, imaplib.IMAP4.error):
             pass

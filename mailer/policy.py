@@ -1,7 +1,8 @@
 """The bounce policy: what one bounce does to an address. Pure, and the same for a refusal met during the
 SMTP session and for a bounce message read from the mailbox later.
 
-The Mailman model: every address has a score. A hard bounce suppresses the address at once. Otherwise a
+The Mailman model: every address has a score. A hard bounce that names the address as the trouble (unknown
+user, no such domain, disabled account) suppresses it at once. Otherwise a
 bounce adds to the score (soft +0.5, hard +1), at most once a day, so one bad day (a relay that bounced a
 whole batch) suppresses nobody; the score starts again from zero after `reset_days` without bounces; the
 address is suppressed when the score reaches `threshold`. Blocks of the message or of our reputation
@@ -14,6 +15,10 @@ from dataclasses import dataclass
 from datetime import date
 
 from mailer.bounce_meaning import ABOUT_THE_ADDRESS
+
+# The hard bounces that say the address itself does not work: only these suppress at once. A hard refusal
+# for another reason (a 5.x.x with no telling words, a header error) is scored like any other bounce.
+ADDRESS_REFUSED = {"mailbox-unknown", "domain-unknown", "account-disabled"}
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,7 @@ class Decision:
 
 def decide(policy: BouncePolicy, current: BounceScore, kind: str, reason: str, on: date) -> Decision:
     """What one bounce of this kind ('hard' or 'soft') and reason (mailer.bounce_meaning) does on this day."""
-    if kind == "hard" and policy.hard_suppresses:
+    if kind == "hard" and policy.hard_suppresses and reason in ADDRESS_REFUSED:
         return Decision(BounceScore(max(current.score, policy.threshold), on), True, f"hard bounce ({reason})")
     if reason not in ABOUT_THE_ADDRESS and not policy.count_blocks:
         return Decision(current, False, f"not counted: {reason} is about the message or sender, not the address")

@@ -444,3 +444,13 @@ def test_a_run_stopped_before_its_bounces_are_settled_suppresses_no_one(engine: 
     rows = deliveries(engine)
     assert {rows[f"dead{n}@example.org"].status for n in range(9)} == {DeliveryStatus.QUEUED}
     assert {rows[f"later{n}@example.org"].status for n in range(5)} <= {DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED}
+
+
+def test_a_relay_that_has_never_delivered_this_campaign_suppresses_no_one(engine: Engine, settings: Settings) -> None:
+    """Six 550 5.1.1, fewer than the breaker's ten, and not one message through: a misconfigured relay
+    looks exactly like this, so the run judges nobody and the six stay queued for the next run."""
+    add_people(engine, [f"p{n}@example.org" for n in range(6)])
+    run_in_loop(engine, settings, lambda r: "550 5.1.1 User unknown in local recipient table")
+    with Session(engine) as session:
+        assert {s.status for s in session.exec(select(Subscriber))} == {"active"}
+        assert {d.status for d in session.exec(select(Delivery))} == {"queued"}

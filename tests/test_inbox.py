@@ -159,23 +159,32 @@ def test_an_imap_folder_over_tls_is_taken_in_and_moved_once_recorded(
 ) -> None:
     env = {**env, "MAILER_SMTP_URL": relay.url}
     sent = _sent(env, relay)
-    imap_server.deliver("INBOX", postfix_dsn("gone@example.org", "5.1.1", "550 5.1.1 User unknown", to="bounces@comune.torino.it"))
+    imap_server.deliver("INBOX", postfix_dsn("gone@example.org", "5.1.1", "550 5.1.1 User unknown", to=sent["gone@example.org"][0]))
+    # The same words with no signed tag: anyone could have written it, so it scores but suppresses nobody.
+    imap_server.deliver("INBOX", postfix_dsn("keep@example.org", "5.1.1", "550 5.1.1 User unknown", to="bounces@comune.torino.it"))
     imap_server.deliver("INBOX", auto_reply("away@example.org", to=sent["away@example.org"][0]))
     imap_server.deliver("INBOX", b"From: someone@example.org\r\nSubject: ciao\r\n\r\nnot for us\r\n")
     url = imap_server.url("INBOX", cafile=str(imap_server.cafile))
 
     seen = run(["inbox", "process", "--imap", url], env)  # no move: flagged seen, left where it was
-    assert seen.returncode == 0 and "3 message(s)" in seen.stdout and "1 bounce(s) recorded" in seen.stdout, seen.stdout + seen.stderr
-    assert imap_server.password not in seen.stdout + seen.stderr
-    assert len(imap_server.messages("INBOX")) == 3
+    assert seen.returncode == 0 and "4 message(s)" in seen.stdout and "2 bounce(s) recorded" in seen.stdout, seen.stdout + seen.stderr
+    assert "matched by address only" in seen.stdout and imap_server.password not in seen.stdout + seen.stderr
+    assert len(imap_server.messages("INBOX")) == 4
     moved = run(["inbox", "process", "--imap", url, "--move-to", "Processed"], env)
-    assert moved.returncode == 0 and "3 already taken in" in moved.stdout and "0 bounce(s)" in moved.stdout, moved.stdout + moved.stderr
-    assert imap_server.messages("INBOX") == [] and len(imap_server.messages("Processed")) == 3  # moved, none deleted
+    assert moved.returncode == 0 and "4 already taken in" in moved.stdout and "0 bounce(s)" in moved.stdout, moved.stdout + moved.stderr
+    assert imap_server.messages("INBOX") == [] and len(imap_server.messages("Processed")) == 4  # moved, none deleted
     db = sqlite3.connect(env["MAILER_DATABASE_URL"].removeprefix("sqlite:///"))
-    assert db.execute("SELECT COUNT(*) FROM inbound_message").fetchone() == (3,)
-    assert db.execute("SELECT status FROM subscriber WHERE email = 'gone@example.org'").fetchone() == ("bounced",)
-    assert db.execute("SELECT COUNT(*) FROM bounce_event WHERE source = 'dsn'").fetchone() == (1,)
+    assert db.execute("SELECT COUNT(*) FROM inbound_message").fetchone() == (4,)
+    assert dict(db.execute("SELECT email, status FROM subscriber WHERE email IN ('gone@example.org', 'keep@example.org')")) == {
+        "gone@example.org": "bounced", "keep@example.org": "active"}
+    assert db.execute("SELECT bounce_score FROM subscriber WHERE email = 'keep@example.org'").fetchone() == (0.5,)
+    assert db.execute("SELECT COUNT(*) FROM bounce_event WHERE source = 'dsn'").fetchone() == (2,)
     db.close()
+
+    imap_server.deliver("INBOX", b"From: other@example.org\r\nSubject: later\r\n\r\nhello\r\n")
+    refused = run(["inbox", "process", "--imap", url, "--move-to", "Bad/../x"], env)  # a folder the server will not make
+    assert refused.returncode == 1 and "cannot copy" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+    assert len(imap_server.messages("INBOX")) == 1  # not copied, so not deleted either
 
     untrusted = run(["inbox", "process", "--imap", imap_server.url("INBOX")], env)  # the test CA is not trusted by default
     assert untrusted.returncode == 1 and "certificate verify failed" in untrusted.stderr and "Traceback" not in untrusted.stderr
@@ -220,4 +229,32 @@ def test_damaged_messages_are_all_kept_and_none_stops_the_run(settings: Settings
     distinct = {d.replace(b"\r\n", b"\n").rstrip(b"\n") for d in damaged}
     assert len({t.inbound_id for t in taken}) == len(distinct)  # every distinct message is on record, once
     assert all(t.outcome for t in taken)
+    mailer.close()
+
+
+def _signed_setup(env: dict[str, str], relay: CaptureServer) -> tuple[Settings, dict[str, tuple[str, email.message.Message]]]:
+    from mailer.settings import load_settings
+
+    return load_settings({"MAILER_DATABASE_URL": env["MAILER_DATABASE_URL"]}), _sent(env, relay)
+
+
+def test_nothing_unsigned_or_successful_suppresses_anyone(env: dict[str, str], relay: CaptureServer) -> None:
+    """A complaint naming an address but carrying no signature of ours, and a success notice (Action:
+    relayed) to a tagged return path, leave everyone as they were."""
+    from mailer.app import Mailer
+
+    settings, sent = _signed_setup({**env, "MAILER_SMTP_URL": relay.url}, relay)
+    mailer = Mailer(settings)
+    forged = mailer.take_in(arf_complaint("keep@example.org"))
+    assert forged.kind == "complaint" and forged.needs_review and "nobody unsubscribed" in forged.outcome
+    relayed = postfix_dsn("keep2@example.org", "2.0.0", "250 2.0.0 Ok: queued as 4Xq", to=sent["keep2@example.org"][0])
+    relayed = relayed.replace(b"Action: failed", b"Action: relayed")
+    assert b"Action: relayed" in relayed
+    success = mailer.take_in(relayed)
+    assert success.kind == "other" and success.bounces == 0
+    db = sqlite3.connect(env["MAILER_DATABASE_URL"].removeprefix("sqlite:///"))
+    assert dict(db.execute("SELECT email, status FROM subscriber WHERE email LIKE 'keep%'")) == {
+        "keep@example.org": "active", "keep2@example.org": "active"}
+    assert db.execute("SELECT COUNT(*) FROM subscription WHERE status != 'active'").fetchone() == (0,)
+    db.close()
     mailer.close()

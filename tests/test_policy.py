@@ -54,3 +54,10 @@ def test_hard_bounces_can_be_scored_instead() -> None:
     first = decide(policy, BounceScore(), "hard", "mailbox-unknown", DAY)
     assert not first.suppress and first.score.score == 1.0
     assert decide(policy, first.score, "hard", "mailbox-unknown", DAY + timedelta(days=1)).suppress
+
+
+def test_a_hard_refusal_that_does_not_name_the_address_is_scored_not_suppressing() -> None:
+    """'554 5.7.0 header error' reads as hard but is about the message: one bad campaign must not
+    suppress every recipient at once."""
+    decision = decide(POLICY, BounceScore(), "hard", "other", DAY)
+    assert not decision.suppress and decision.score.score == POLICY.hard_weight
