@@ -36,18 +36,20 @@ class SmtpTarget:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     implicit_tls: bool = False
-    starttls: bool = False
+    starttls: bool | None = None  # None: upgrade when the server offers it; True: required; False: never
     validate_certs: bool = True
 
     def __str__(self) -> str:
         scheme = "smtps" if self.implicit_tls else "smtp"
         auth = f"{self.username}:***@" if self.username else ""
-        tls = "?starttls=true" if self.starttls else ""
+        tls = {True: "?starttls=true", False: "?starttls=false", None: ""}[self.starttls]
         return f"{scheme}://{auth}{self.host}:{self.port}{tls}"
 
 
 def parse_smtp_url(url: str) -> SmtpTarget:
-    """smtp://[user:pass@]host[:port][?starttls=true&verify=false] or smtps://... (implicit TLS)."""
+    """smtp://[user:pass@]host[:port][?starttls=true|false&verify=false] or smtps://... (implicit TLS).
+    smtp:// upgrades with STARTTLS whenever the server offers it; starttls=true requires it, starttls=false
+    never tries (a local relay whose offer is broken)."""
     parts = urlsplit(url)
     if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
         raise SettingsError(f"SMTP URL must look like smtp://host:port or smtps://host:port, got {mask_url(url)!r}")
@@ -63,9 +65,19 @@ def parse_smtp_url(url: str) -> SmtpTarget:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
         implicit_tls=implicit,
-        starttls=query.get("starttls") in ("1", "true", "yes"),
+        starttls=_starttls(query.get("starttls"), mask_url(url)),
         validate_certs=query.get("verify", "true") not in ("0", "false", "no"),
     )
+
+
+def _starttls(value: str | None, shown: str) -> bool | None:
+    if value is None:
+        return None
+    if value in ("1", "true", "yes"):
+        return True
+    if value in ("0", "false", "no"):
+        return False
+    raise SettingsError(f"SMTP URL: starttls must be true or false, got {value!r} in {shown!r}")
 
 
 def mask_url(url: str) -> str:

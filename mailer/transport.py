@@ -37,6 +37,20 @@ class RateLimiter:
             self._next = max(now, self._next) + self.interval
 
 
+_TLS_CONTEXTS: dict[bool, ssl.SSLContext] = {}
+
+
+def tls_context(validate: bool) -> ssl.SSLContext:
+    """One client TLS context per process (loading the CA store costs milliseconds; every connection shares it)."""
+    if validate not in _TLS_CONTEXTS:
+        context = ssl.create_default_context()
+        if not validate:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        _TLS_CONTEXTS[validate] = context
+    return _TLS_CONTEXTS[validate]
+
+
 class SmtpConnection:
     """One SMTP session, opened on first use and reopened after `max_messages` or a lost connection."""
 
@@ -51,23 +65,26 @@ class SmtpConnection:
 
     async def _connect(self) -> aiosmtplib.SMTP:
         t = self.target
-        context = ssl.create_default_context()
-        if not t.validate_certs:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
+        may_use_tls = t.implicit_tls or t.starttls is not False
         last: Exception | None = None
         for attempt in range(self.connect_retries):
             smtp = aiosmtplib.SMTP(
                 hostname=t.host,
                 port=t.port,
                 use_tls=t.implicit_tls,
-                start_tls=t.starttls if t.starttls else False,
-                tls_context=context,
+                start_tls=None if t.implicit_tls else t.starttls,  # None: upgrade whenever the server offers STARTTLS
+                tls_context=tls_context(t.validate_certs) if may_use_tls else None,  # a plain session builds none
                 timeout=self.timeout,
             )
             try:
                 await smtp.connect()
                 if t.username:
+                    if smtp.get_transport_info("sslcontext") is None and t.starttls is not False:
+                        smtp.close()
+                        raise TransportError(
+                            f"SMTP relay {t} offers no STARTTLS: the password would travel in clear. Use smtps://, "
+                            "or add ?starttls=false if this relay is on a network you trust"
+                        )
                     await smtp.login(t.username, t.password or "")
                 return smtp
             except aiosmtplib.SMTPAuthenticationError as exc:

@@ -97,3 +97,96 @@ def test_rate_limiter_spaces_calls() -> None:
         return asyncio.get_running_loop().time() - started
 
     assert asyncio.run(main()) >= 10 / 50 * 0.95
+
+
+class _Recorder:
+    """An aiosmtpd handler that notes whether each message came over TLS, and accepts one login."""
+
+    def __init__(self) -> None:
+        self.over_tls: list[bool] = []
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        self.over_tls.append(session.ssl is not None)
+        return "250 2.0.0 Ok"
+
+
+def _starttls_server(tmp_path, *, offer_tls: bool):  # type: ignore[no-untyped-def]
+    """A real aiosmtpd on loopback offering STARTTLS with a self-signed certificate (or not), with AUTH."""
+    import ssl
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    from tests.imap_server import _free_port, _write_certificate
+
+    context = None
+    if offer_tls:
+        _write_certificate(tmp_path / "cert.pem", tmp_path / "key.pem")
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    handler = _Recorder()
+    accept = lambda server, session, envelope, mechanism, auth_data: AuthResult(success=True)  # noqa: E731
+    controller = Controller(handler, hostname="127.0.0.1", port=_free_port(), tls_context=context,
+                            authenticator=accept, auth_require_tls=False, auth_required=False)
+    controller.start()
+    return controller, handler
+
+
+@pytest.mark.parametrize(("query", "expected_tls"), [("?verify=false", True), ("?starttls=false", False)])
+def test_smtp_upgrades_with_starttls_whenever_the_server_offers_it(tmp_path, query: str, expected_tls: bool) -> None:  # type: ignore[no-untyped-def]
+    controller, handler = _starttls_server(tmp_path, offer_tls=True)
+    try:
+        async def main() -> None:
+            connection = SmtpConnection(parse_smtp_url(f"smtp://user:secret@127.0.0.1:{controller.port}{query}"))
+            reply = await connection.send("from@example.org", "r@example.org", MESSAGE)
+            assert reply.code == 250, reply
+            await connection.close()
+        asyncio.run(main())
+    finally:
+        controller.stop()
+    assert handler.over_tls == [expected_tls]
+
+
+def test_a_password_is_never_sent_in_clear_to_a_relay_without_starttls(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    controller, handler = _starttls_server(tmp_path, offer_tls=False)
+    try:
+        async def main() -> str:
+            connection = SmtpConnection(parse_smtp_url(f"smtp://user:secret@127.0.0.1:{controller.port}"), connect_retries=1)
+            with pytest.raises(TransportError) as refused:
+                await connection.send("from@example.org", "r@example.org", MESSAGE)
+            allowed = SmtpConnection(parse_smtp_url(f"smtp://user:secret@127.0.0.1:{controller.port}?starttls=false"))
+            assert (await allowed.send("from@example.org", "r@example.org", MESSAGE)).code == 250  # the operator's choice
+            await allowed.close()
+            return str(refused.value)
+        message = asyncio.run(main())
+    finally:
+        controller.stop()
+    assert "password would travel in clear" in message and "secret" not in message
+    assert handler.over_tls == [False]
+
+
+def test_a_plain_session_builds_no_tls_context() -> None:
+    import ssl
+
+    from mailer import transport
+
+    built: list[int] = []
+    real = ssl.create_default_context
+    transport._TLS_CONTEXTS.clear()
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        built.append(1)
+        return real(*args, **kwargs)
+
+    ssl.create_default_context = counting  # counts calls; the real function still does the work
+    try:
+        async def main() -> None:
+            async with CaptureServer() as server:
+                connection = SmtpConnection(parse_smtp_url(server.url + "?starttls=false"), max_messages=1)
+                for n in range(3):
+                    assert (await connection.send("f@example.org", f"r{n}@example.org", MESSAGE)).code == 250
+                await connection.close()
+        asyncio.run(main())
+    finally:
+        ssl.create_default_context = real
+    assert built == []
