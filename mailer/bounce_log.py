@@ -28,15 +28,16 @@ def log_bounce(
     return conn.execute(
         insert(BounceEvent.__table__).values(  # type: ignore[attr-defined]
             delivery_id=delivery_id, campaign_id=campaign_id, subscriber_id=subscriber_id, kind=bounce.kind,
-            source=bounce.source, smtp_code=bounce.code, reason=_clean(bounce.text, 1000), reason_group=_clean(reason_group(bounce.text), 300),
-            status=_clean(bounce.status, 20), category=bounce.reason, recipient=_clean(bounce.recipient, 320),
-            reporting_mta=_clean(bounce.reporting_mta, 255), inbound_id=inbound_id, created_at=now,
+            source=bounce.source, smtp_code=bounce.code, reason=clean(bounce.text, 1000), reason_group=clean(reason_group(bounce.text), 300),
+            status=clean(bounce.status, 20), category=bounce.reason, recipient=clean(bounce.recipient, 320),
+            reporting_mta=clean(bounce.reporting_mta, 255), inbound_id=inbound_id, created_at=now,
         ).returning(E.id)
     ).scalar_one()
 
 
-def _clean(text: str, limit: int) -> str:
-    """No NUL (PostgreSQL refuses it in text; a bounce message may carry one), at most `limit` characters."""
+def clean(text: str, limit: int) -> str:
+    """Text from a message as a column can hold it: no NUL (PostgreSQL refuses it in text; a bounce message
+    may carry one), at most `limit` characters."""
     return text.replace("\x00", "")[:limit]
 
 

@@ -242,11 +242,7 @@ def _flufl(msg: Message) -> tuple[list[Failure], bool]:
         address = raw.decode("utf-8", "replace").strip("<>").lower() if isinstance(raw, bytes) else str(raw).lower()
         if not _ADDRESS.fullmatch(address) or not _plausible(address):
             continue
-        near = _text_near(body, address)
-        status = FAILURE_STATUS.search(near)
-        code = status.group(0) if status else ""
-        found = _meaning_in(code, near, body)
-        out.append(Failure(address, found.kind, code, " ".join(near.split())[:300], "", "flufl", found.reason))
+        out.append(_failure_in(body, address, "flufl"))
     return out, bool(temporary) and not out
 
 
@@ -272,12 +268,17 @@ def _named_in_notice(msg: Message) -> list[Failure]:
         return []
     out = []
     for address in seen:
-        near = _text_near(text, address)
-        status = FAILURE_STATUS.search(near)
-        code = status.group(0) if status else ""
-        found = _meaning_in(code, near, text)
-        out.append(Failure(address, found.kind, code, " ".join(near.split())[:300], "", "text", found.reason))
+        out.append(_failure_in(text, address, "text"))
     return out
+
+
+def _failure_in(notice: str, address: str, source: str) -> Failure:
+    """A failed recipient read from a notice's own words: the refusal's status and meaning next to the address."""
+    near = _text_near(notice, address)
+    status = FAILURE_STATUS.search(near)
+    code = status.group(0) if status else ""
+    found = _meaning_in(code, near, notice)
+    return Failure(address, found.kind, code, " ".join(near.split())[:300], "", source, found.reason)
 
 
 def _meaning_in(code: str, near: str, notice: str) -> Meaning:

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
+from mailer.bounce_log import clean
 from mailer.models import Delivery, InboundMessage
 from mailer.statuses import DeliveryStatus
 
@@ -40,11 +41,6 @@ class Inbound:
     sender: str
     subject: str
     data: bytes
-
-
-def clean(text: str, limit: int) -> str:
-    """Text from a message as a column can hold it: no NUL (PostgreSQL refuses it in text), at most `limit` characters."""
-    return text.replace("\x00", "")[:limit]
 
 
 def keep(conn: Connection, inbound: Inbound, now: datetime) -> int:
