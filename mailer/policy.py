@@ -23,7 +23,7 @@ ADDRESS_REFUSED = {"mailbox-unknown", "domain-unknown", "account-disabled"}
 
 @dataclass(frozen=True)
 class BouncePolicy:
-    hard_suppresses: bool = True  # a hard bounce suppresses at once
+    hard_suppresses: bool = True  # a hard bounce naming the address (ADDRESS_REFUSED) suppresses at once
     soft_weight: float = 0.5
     hard_weight: float = 1.0  # counted when hard bounces do not suppress at once
     threshold: float = 5.0  # suppress at this score (Mailman's default)
@@ -32,7 +32,8 @@ class BouncePolicy:
 
     def describe(self) -> str:
         """One line for reports: the rules in force."""
-        hard = "a hard bounce suppresses at once" if self.hard_suppresses else f"hard +{self.hard_weight:g}"
+        hard = ("a hard bounce naming the address suppresses it at once, other hard +" + f"{self.hard_weight:g}"
+                if self.hard_suppresses else f"hard +{self.hard_weight:g}")
         blocks = "" if self.count_blocks else "; blocks of the message or sender are not counted"
         return (f"{hard}; soft +{self.soft_weight:g}, at most once a day; suppressed at {self.threshold:g}; "
                 f"reset after {self.reset_days} days without bounces{blocks}")

@@ -1,4 +1,4 @@
-"""The bounce policy, pure: one bad day suppresses nobody; a hard bounce suppresses at once."""
+"""The bounce policy, pure: one bad day suppresses nobody; a hard bounce naming the address suppresses at once."""
 from __future__ import annotations
 
 from datetime import date, timedelta

@@ -408,6 +408,7 @@ def test_operator_logs_in_and_reads_a_campaign_report(site: Site, page: Page, re
     rows = page.locator("main table tbody tr").all_inner_texts()
     assert len(rows) == 2 and "da esaminare" in rows[1] and "risposta automatica" in rows[0], rows
     axe.check(page, "admin returned mail")
+    shot(page, request, "inbox")
     axe.assert_clean()
 
 
