@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, func, literal, select as core_select, update
+from sqlalchemy import and_, case, func, literal, select as core_select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -19,7 +19,8 @@ from sqlmodel import Session, select
 from mailer.bounce_log import Bounce, apply_policy, log_bounce, settle, soften
 from mailer.errors import CampaignError
 from mailer.models import Campaign, CampaignEdition, CampaignStatus, Delivery, DeliveryStatus
-from subscribers.models import MailingList, Subscriber, SubscriberStatus, Subscription, SubscriptionStatus, utcnow
+from subscribers.models import MailingList, Subscriber, Subscription, utcnow
+from subscribers.store import active_members, active_membership
 
 if TYPE_CHECKING:
     from mailer.policy import BouncePolicy
@@ -95,16 +96,14 @@ def enqueue(engine: Engine, campaign: Campaign, languages: Sequence[str] = (), f
     """One delivery per active subscriber of the campaign's list; running it again adds only newcomers.
     Each gets the edition in the subscriber's language if there is one (`languages`), else `fallback`'s."""
     now = utcnow()
-    edition = case((S.language.in_(list(languages)), S.language), else_=literal(fallback)) if languages else literal(fallback)
-    recipients = (
-        core_select(
-            literal(campaign.id), S.id, S.email, edition, literal(str(DeliveryStatus.QUEUED)), literal(0),
-            literal(now, Delivery.__table__.c.next_attempt_at.type),  # type: ignore[attr-defined]
-            literal(now, D.created_at.type), literal(now, D.updated_at.type),
-        )
-        .select_from(Subscription.__table__.join(Subscriber.__table__, S.id == M.subscriber_id))  # type: ignore[attr-defined]
-        .where(M.list_id == campaign.list_id, M.status == SubscriptionStatus.ACTIVE, S.status == SubscriberStatus.ACTIVE)
-    )
+    assert campaign.list_id is not None
+    members = active_members(campaign.list_id).subquery()
+    language = members.c.language
+    edition = case((language.in_(list(languages)), language), else_=literal(fallback)) if languages else literal(fallback)
+    recipients = core_select(
+        literal(campaign.id), members.c.id, members.c.email, edition, literal(str(DeliveryStatus.QUEUED)), literal(0),
+        literal(now, D.next_attempt_at.type), literal(now, D.created_at.type), literal(now, D.updated_at.type),
+    ).where(true())  # SQLite reads INSERT ... SELECT ... ON CONFLICT only when the SELECT has a WHERE
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     statement = (
         dialect.insert(Delivery.__table__)  # type: ignore[attr-defined]
@@ -191,7 +190,7 @@ def claim_batch(engine: Engine, campaign_id: int, owner: str, size: int, lease_s
     details = (
         core_select(
             D.id, D.subscriber_id, D.email, S.name, S.token_version,
-            and_(S.status == SubscriberStatus.ACTIVE, M.status == SubscriptionStatus.ACTIVE), D.language,
+            active_membership(), D.language,
         )
         .select_from(
             Delivery.__table__.join(Campaign.__table__, C.id == D.campaign_id)  # type: ignore[attr-defined]
@@ -335,15 +334,12 @@ def next_retry_at(engine: Engine, campaign_id: int) -> datetime | None:
 
 def count_not_enqueued(engine: Engine, campaign_id: int | None, list_id: int) -> int:
     """Active subscribers of the list without a delivery in the campaign (all of them if no campaign yet)."""
-    query = (
-        core_select(func.count())
-        .select_from(Subscription.__table__.join(Subscriber.__table__, S.id == M.subscriber_id))  # type: ignore[attr-defined]
-        .where(M.list_id == list_id, M.status == SubscriptionStatus.ACTIVE, S.status == SubscriberStatus.ACTIVE)
-    )
+    members = active_members(list_id)
     if campaign_id is not None:
-        query = query.where(
+        members = members.where(
             ~core_select(D.id).where(D.campaign_id == campaign_id, D.subscriber_id == S.id).exists()
         )
+    query = core_select(func.count()).select_from(members.subquery())
     with engine.connect() as conn:
         return conn.execute(query).scalar_one()
 
