@@ -14,6 +14,7 @@ test: $(VENV)/.installed browser
 bench: $(VENV)/.installed
 	$(BIN)/python bench/message_build.py
 	$(BIN)/python bench/send_rate.py
+	$(BIN)/python bench/ledger_off_loop.py
 	$(BIN)/python bench/cli_startup.py
 	$(BIN)/python bench/bounce_quality.py
 

@@ -18,13 +18,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from mailer.app import Mailer
 from mailer.database import open_database
 from mailer.issue import load_issue
-from mailer.sending import PREVIEW_RECIPIENT
-from mailer.settings import PROJECT_ROOT, load_settings, parse_smtp_url
+from mailer.models import Campaign
+from mailer.sending import PREVIEW_RECIPIENT, SendPlan
+from mailer.settings import PROJECT_ROOT, Settings, load_settings, parse_smtp_url
 from subscribers import store
 
 SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
@@ -62,13 +64,8 @@ def start_sink(port: int) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("sink did not start")
 
 
-def dispatcher_run(port: int, count: int, connections: int, folder: Path) -> tuple[float, int, int]:
-    settings = load_settings({}).with_overrides(
-        database_url=f"sqlite:///{folder / 'bench.sqlite'}",
-        smtp=parse_smtp_url(f"smtp://127.0.0.1:{port}"),
-        smtp_connections=connections,
-        smtp_messages_per_connection=100_000,
-    )
+def prepare_campaign(settings: Settings, count: int) -> tuple[Engine, Mailer, SendPlan, Campaign]:
+    """`count` subscribers in a new database, and the May 2026 issue's campaign to them, started."""
     engine = open_database(settings.database_url)
     with Session(engine) as session:
         wip = store.get_or_create_list(session, "work-in-progress")
@@ -77,7 +74,17 @@ def dispatcher_run(port: int, count: int, connections: int, folder: Path) -> tup
         session.commit()
     mailer = Mailer(settings, engine=engine)
     plan = mailer.plan_send(load_issue(PROJECT_ROOT / "examples" / "2026-05-work-in-progress.md"), None)
-    campaign = mailer.start_send(plan)
+    return engine, mailer, plan, mailer.start_send(plan)
+
+
+def dispatcher_run(port: int, count: int, connections: int, folder: Path) -> tuple[float, int, int]:
+    settings = load_settings({}).with_overrides(
+        database_url=f"sqlite:///{folder / 'bench.sqlite'}",
+        smtp=parse_smtp_url(f"smtp://127.0.0.1:{port}"),
+        smtp_connections=connections,
+        smtp_messages_per_connection=100_000,
+    )
+    engine, mailer, plan, campaign = prepare_campaign(settings, count)
     started = time.perf_counter()
     outcome = asyncio.run(mailer.run_send(campaign, plan.composed_by_language))
     elapsed = time.perf_counter() - started

@@ -5,7 +5,10 @@ Only a refusal of the address itself (5.1.x bad mailbox or domain, 5.2.1 mailbox
 reputation (5.7.x policy, 5.3.4 too big, spam filters after DATA) or a full mailbox (5.2.2) ends this
 delivery as bounced but keeps the address. A refusal of our sender or of relaying (at MAIL FROM, or at RCPT as Postfix
 gives it: 5.1.7, 5.1.8, "Sender address rejected", "Relay access denied") is nobody's bounce: the run stops
-and every unsent delivery stays queued.
+and every unsent delivery stays queued. Any 4xx (a 421 at MAIL FROM included: come back later), and a
+provider's rate limit or greylisting even when given as 5xx, defers. A lost line defers too, unless it was
+lost after the message's final dot (mailer.replies.END): then the message may have arrived, and the
+delivery is uncertain.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 
 from mailer.bounce_meaning import Bounce, meaning, reason_group  # noqa: F401  (reason_group re-exported)
 from mailer.models import DeliveryStatus
-from mailer.replies import DATA, DONE, MAIL, SmtpReply
+from mailer.replies import DATA, DONE, END, MAIL, SmtpReply
 
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 # Refusals of us rather than of the recipient, which Postfix and others often give at RCPT time.
@@ -24,6 +27,9 @@ _REFUSES_US = re.compile(
     r"administrative prohibition",
     re.IGNORECASE,
 )
+
+
+THROTTLING = ("rate-limited", "greylisted")  # the provider asks us to slow down or come back: retry later
 
 
 @dataclass(frozen=True)
@@ -45,15 +51,17 @@ def classify(reply: SmtpReply) -> Verdict:
     code, stage = reply.code, reply.stage
     if stage == DONE and code is not None and 200 <= code < 300:
         return Verdict(DeliveryStatus.SENT)
-    if code is not None and (stage == MAIL or (code >= 500 and refuses_us(reply))):
-        return Verdict(None, stop_run=True)
     if code is None:  # the line was lost
-        if stage == DATA:  # the message may have been accepted before the line went: never resend blindly
+        if stage == END:  # the server had the whole message and may have kept it: never resend blindly
             return Verdict(DeliveryStatus.UNCERTAIN)
-        return Verdict(DeliveryStatus.DEFERRED, bounce="soft", reason="connection")
+        return Verdict(DeliveryStatus.DEFERRED, bounce="soft", reason="connection")  # nothing can have arrived
+    if code >= 500 and (stage == MAIL or refuses_us(reply)):
+        return Verdict(None, stop_run=True)
     found = meaning(_enhanced(reply.text), reply.text)
-    if 400 <= code < 500:
+    if 400 <= code < 500:  # 421 at MAIL FROM included: the server asks us to come back later
         return Verdict(DeliveryStatus.DEFERRED, bounce="soft", reason=found.reason if found.kind == "soft" else "temporary")
+    if found.reason in THROTTLING:  # a provider's rate limit or greylisting, even with a 5xx, is never a hard failure
+        return Verdict(DeliveryStatus.DEFERRED, bounce="soft", reason=found.reason)
     if address_refused(reply):
         return Verdict(DeliveryStatus.BOUNCED, bounce="hard", suppress=True, reason=found.reason)
     return Verdict(DeliveryStatus.BOUNCED, bounce="soft", reason=found.reason if found.kind == "soft" else "other")
@@ -72,7 +80,7 @@ def address_refused(reply: SmtpReply) -> bool:
     found = meaning(enhanced, reply.text)
     if found.kind != "hard" or (found.reason == "other" and not _address_code(enhanced)):
         return False
-    return bool(enhanced) or reply.stage != DATA
+    return bool(enhanced) or reply.stage not in (DATA, END)
 
 
 def _address_code(enhanced: str) -> bool:

@@ -78,7 +78,7 @@ class Core:
 
         s = self.settings
         return [
-            SmtpConnection(s.smtp, timeout=s.smtp_timeout, max_messages=s.smtp_messages_per_connection)
+            SmtpConnection(s.smtp, timeout=s.smtp_timeout, max_messages=s.smtp_messages_per_connection, data_timeout=s.smtp_data_timeout)
             for _ in range(count or s.smtp_connections)
         ]
 

@@ -1,8 +1,12 @@
 """Dispatcher: claim a batch -> build each message -> send over a pool of connections -> record each result.
 
 One producer claims deliveries and builds their messages into a bounded queue (memory stays flat whatever
-the list size); one worker per SMTP connection sends and records. Stopping (stop(), a signal, a relay that
-refuses us) lets in-flight messages finish and be recorded, and gives every claimed-but-unsent delivery back.
+the list size); one worker per SMTP connection sends and records; a heartbeat renews the run's leases, so a
+killed run's claims come back within one short lease. Stopping (stop(), a signal, a relay that refuses us)
+lets in-flight messages finish and be recorded, and gives every claimed-but-unsent delivery back.
+
+The dispatcher knows the ledger and the relay only through two small protocols (Ledger, Sender): no SQL,
+no SMTP here, and every ledger call is awaited, so a slow database never stops the connections.
 """
 from __future__ import annotations
 
@@ -15,16 +19,32 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sqlalchemy.engine import Engine
-
-from mailer import ledger
 from mailer.bounces import classify
 from mailer.errors import TransportError
-from mailer.ledger import Claimed, Recorded, Result
+from mailer.ledger import Claimed, Expired, Recorded, Result
 from mailer.message import EditionBuilders, Outgoing, Recipient
-from mailer.models import DeliveryStatus
-from mailer.policy import BouncePolicy
+from mailer.retry import RetryRule
+from mailer.statuses import DeliveryStatus
 from mailer.transport import RateLimiter, SmtpReply
+from subscribers.models import utcnow
+
+
+class Ledger(Protocol):
+    """What the dispatcher needs of one campaign's delivery ledger (mailer.threaded_ledger.ThreadedLedger is
+    the real one). Each call is one transaction, awaited: the database work happens off the event loop."""
+
+    async def expire_leases(self) -> Expired: ...
+    async def mark_started(self) -> None: ...
+    async def claim(self, owner: str, size: int, lease_seconds: int) -> list[Claimed]: ...
+    async def mark_handed(self, delivery_id: int, owner: str) -> bool: ...
+    async def unhand(self, delivery_id: int, owner: str) -> None: ...
+    async def record(self, claimed: Claimed, owner: str, result: Result) -> Recorded: ...
+    async def renew(self, owner: str, lease_seconds: int) -> int: ...
+    async def release_unsent(self, owner: str) -> int: ...
+    async def has_delivered(self) -> bool: ...
+    async def settle_bounces(self, event_ids: Sequence[int]) -> None: ...
+    async def requeue_refused(self, delivery_ids: Sequence[int], event_ids: Sequence[int]) -> None: ...
+    async def finish_if_done(self) -> bool: ...
 
 
 class Sender(Protocol):
@@ -38,12 +58,10 @@ class Sender(Protocol):
 @dataclass(frozen=True)
 class DispatchOptions:
     batch_size: int = 20
-    lease_seconds: int = 600
-    max_attempts: int = 5
-    retry_backoff: Sequence[int] = (300, 900, 3600, 14400)
+    lease_seconds: int = 60  # renewed by the heartbeat every quarter of it; a dead run's claims expire after it
+    retry: RetryRule = field(default_factory=RetryRule)
     rate: float = 0.0
     max_rejections: int = 10  # this many 5xx in a row means the relay blocks us: stop
-    policy: BouncePolicy = field(default_factory=BouncePolicy)  # what a bounce does to an address
 
 
 @dataclass
@@ -63,35 +81,29 @@ _Job = tuple[Claimed, Outgoing]
 class Dispatcher:
     def __init__(
         self,
-        engine: Engine,
-        campaign_id: int,
+        ledger: Ledger,
         builder: EditionBuilders,
         senders: Sequence[Sender],
         options: DispatchOptions,
         *,
         on_result: Callable[[DeliveryStatus], None] | None = None,
+        relay: str = "",
     ) -> None:
         if not senders:
             raise ValueError("the dispatcher needs at least one SMTP connection")
-        self.engine = engine
-        self.campaign_id = campaign_id
+        self.ledger = ledger
         self.builder = builder
         self.senders = list(senders)
         self.options = options
+        self.relay = relay
         self.on_result = on_result or (lambda status: None)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.summary = RunSummary()
         self._limiter = RateLimiter(options.rate)
-        self._unsent: dict[int, Claimed] = {}  # claimed, not yet handed to SMTP: released on stop
         self._stopping = asyncio.Event()
         self._streak: list[tuple[int, int | None]] = []  # 5xx since the last delivery: (delivery, its bounce event)
         self._queue_size = 4 * len(self.senders)
-        if options.rate > 0:
-            # A claimed row waits at most (batch + queue) sends; its lease must outlast that comfortably.
-            wait = (options.batch_size + self._queue_size + len(self.senders)) / options.rate
-            self.lease_seconds = max(options.lease_seconds, int(3 * wait))
-        else:
-            self.lease_seconds = options.lease_seconds
+        self.lease_seconds = max(options.lease_seconds, 4)
 
     def stop(self) -> None:
         """Finish the messages in flight, then stop; the rest stays queued for the next run."""
@@ -105,10 +117,11 @@ class Dispatcher:
 
     async def run(self) -> RunSummary:
         started = time.monotonic()
-        expired = ledger.expire_leases(self.engine, self.campaign_id)
+        expired = await self.ledger.expire_leases()
         self.summary.uncertain_from_earlier, self.summary.requeued_from_earlier = expired.uncertain, expired.requeued
-        ledger.mark_started(self.engine, self.campaign_id)
+        await self.ledger.mark_started()
         queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=self._queue_size)
+        heartbeat = asyncio.create_task(self._heartbeat())
         producer = asyncio.create_task(self._produce(queue))
         workers = [asyncio.create_task(self._work(sender, queue)) for sender in self.senders]
         try:
@@ -129,33 +142,38 @@ class Dispatcher:
             await asyncio.gather(*workers, return_exceptions=True)
             await asyncio.gather(*(s.close() for s in self.senders), return_exceptions=True)
             failed = any(t.done() and not t.cancelled() and t.exception() is not None for t in (producer, *workers))
-            if self.summary.stopped or self.summary.error or failed or not self._relay_has_delivered():
-                self._return_streak()  # ended early, or nothing ever got through: nothing proves those bounces real
+            if self.summary.stopped or self.summary.error or failed or not await self._relay_has_delivered():
+                await self._return_streak()  # ended early, or nothing ever got through: nothing proves those bounces real
             else:
-                self._settle_streak()  # ran to the end, and this relay delivers this campaign: its last bounces are real
-            self.summary.released = ledger.release(self.engine, list(self._unsent), self.owner)
-            self._unsent.clear()
-            ledger.finish_if_done(self.engine, self.campaign_id)
+                await self._settle_streak()  # ran to the end, and this relay delivers this campaign: its last bounces are real
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+            # Every claim of this run not handed to SMTP goes back, by owner: also one whose answer a cancel cut off.
+            self.summary.released = await self.ledger.release_unsent(self.owner)
+            await self.ledger.finish_if_done()
             self.summary.elapsed = time.monotonic() - started
         for task in (producer, *workers):
             if task.done() and not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
         return self.summary
 
+    async def _heartbeat(self) -> None:
+        """Renew this run's leases while it works, so that only a dead run's claims ever expire."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 4)
+            await self.ledger.renew(self.owner, self.lease_seconds)
+
     async def _produce(self, queue: asyncio.Queue[_Job | None]) -> None:
         opts = self.options
         while not self._stopping.is_set():
-            batch = ledger.claim_batch(self.engine, self.campaign_id, self.owner, opts.batch_size, self.lease_seconds)
+            batch = await self.ledger.claim(self.owner, opts.batch_size, self.lease_seconds)
             if not batch:
                 break
             for claimed in batch:
-                self._unsent[claimed.delivery_id] = claimed
-            for claimed in batch:
                 if self._stopping.is_set():
-                    return
+                    return  # the rest of the batch is given back by release_unsent
                 if not claimed.still_subscribed:
-                    self._unsent.pop(claimed.delivery_id, None)
-                    self._record(claimed, Result(DeliveryStatus.SKIPPED, None, "no longer subscribed"))
+                    await self._record(claimed, Result(DeliveryStatus.SKIPPED, None, "no longer subscribed"))
                     continue
                 outgoing = self.builder.build(
                     Recipient(claimed.email, claimed.name, claimed.subscriber_id, claimed.token_version, claimed.delivery_id),
@@ -166,6 +184,7 @@ class Dispatcher:
             await queue.put(None)
 
     async def _work(self, sender: Sender, queue: asyncio.Queue[_Job | None]) -> None:
+        failures_in_a_row = 0  # on this connection: each one waits longer before the next message
         while True:
             job = await queue.get()
             if job is None or self._stopping.is_set():
@@ -174,59 +193,69 @@ class Dispatcher:
             await self._limiter.wait()
             if self._stopping.is_set():
                 return  # stopped while waiting for our turn: the job goes back to the queue
-            if not ledger.mark_handed(self.engine, claimed.delivery_id, self.owner):
-                self._unsent.pop(claimed.delivery_id, None)  # another run settled this lease: leave it alone
-                continue
+            if not await self.ledger.mark_handed(claimed.delivery_id, self.owner):
+                continue  # another run settled this lease: leave it alone
             try:
                 reply = await sender.send(outgoing.envelope_from, outgoing.recipient, outgoing.data)
             except TransportError as exc:
-                # The relay cannot be reached or refuses our login (after the connection's own retries).
+                # The relay cannot be reached or refuses our login (after the connection's own retries):
+                # nothing left us, so the delivery goes back with the rest of the run's claims.
                 self._fail(str(exc))
+                await self.ledger.unhand(claimed.delivery_id, self.owner)
                 return
             verdict = classify(reply)
-            if verdict.stop_run or verdict.status is None:
+            if verdict.stop_run or verdict.status is None:  # refused before the message: it goes back unsent
                 self._fail(f"the relay refused our sender {outgoing.envelope_from}: {reply.code} {reply.text}")
+                await self.ledger.unhand(claimed.delivery_id, self.owner)
                 return
-            self._unsent.pop(claimed.delivery_id, None)
+            retry_at = None
+            if verdict.status == DeliveryStatus.DEFERRED:
+                retry_at = self.options.retry.next_attempt(claimed.attempts, claimed.queued_at or utcnow(), utcnow())
             # A 5xx is judged by the bounce policy only once a later message gets through: ten 5xx with no
             # delivery between them are more likely the relay's doing (quota, block, misconfiguration).
-            recorded = self._record(claimed, Result(verdict.status, reply.code, reply.text, verdict.bounce_of(reply, claimed.email)))
+            recorded = await self._record(claimed, Result(
+                verdict.status, reply.code, reply.text, verdict.bounce_of(reply, claimed.email),
+                stage=reply.stage, retry_at=retry_at, relay=self.relay,
+            ))
             if recorded.status == DeliveryStatus.BOUNCED:
                 self._streak.append((claimed.delivery_id, recorded.bounce_event))
                 if len(self._streak) >= self.options.max_rejections:
-                    self._trip(f"{reply.code} {reply.text}")
+                    await self._trip(f"{reply.code} {reply.text}")
                     return
             elif verdict.status == DeliveryStatus.SENT:
-                self._settle_streak()
+                await self._settle_streak()
+            if verdict.status in (DeliveryStatus.DEFERRED, DeliveryStatus.UNCERTAIN):
+                failures_in_a_row += 1  # a burst of failures slows this connection down: 0.1 s, 0.2 s, ... up to 5 s
+                await asyncio.sleep(min(0.05 * 2**failures_in_a_row, 5.0))
+            else:
+                failures_in_a_row = 0
 
-    def _relay_has_delivered(self) -> bool:
+    async def _relay_has_delivered(self) -> bool:
         """Has any message of this campaign got through (in this run or an earlier one)?"""
         if not self._streak or self.summary.counts[DeliveryStatus.SENT]:
             return True
-        return ledger.count_by_status(self.engine, self.campaign_id).get(DeliveryStatus.SENT, 0) > 0
+        return await self.ledger.has_delivered()
 
-    def _settle_streak(self) -> None:
+    async def _settle_streak(self) -> None:
         """The relay delivers: the bounces met since the last delivery were real; the policy judges them."""
-        ledger.settle_bounces(self.engine, self.options.policy, [e for _, e in self._streak if e is not None])
-        self._streak.clear()
+        if self._streak:
+            streak, self._streak = self._streak, []
+            await self.ledger.settle_bounces([e for _, e in streak if e is not None])
 
-    def _return_streak(self) -> None:
+    async def _return_streak(self) -> None:
         """The 5xx since the last delivery are unproven: back to the queue, addresses untouched."""
-        ledger.requeue_refused(self.engine, [d for d, _ in self._streak], [e for _, e in self._streak if e is not None])
-        self._streak.clear()
+        if self._streak:
+            streak, self._streak = self._streak, []
+            await self.ledger.requeue_refused([d for d, _ in streak], [e for _, e in streak if e is not None])
 
-    def _trip(self, last_reply: str) -> None:
+    async def _trip(self, last_reply: str) -> None:
         """Too many 5xx in a row: stop, and give those deliveries back to the queue, addresses untouched."""
         count = len(self._streak)
-        self._return_streak()
         self._fail(f"the relay refused {count} messages in a row (last: {last_reply}); they stay queued")
+        await self._return_streak()
 
-    def _record(self, claimed: Claimed, result: Result) -> Recorded:
-        opts = self.options
-        recorded = ledger.record_result(
-            self.engine, claimed, self.campaign_id, self.owner, result,
-            max_attempts=opts.max_attempts, backoff=opts.retry_backoff, policy=opts.policy,
-        )
+    async def _record(self, claimed: Claimed, result: Result) -> Recorded:
+        recorded = await self.ledger.record(claimed, self.owner, result)
         self.summary.counts[recorded.status] += 1
         self.on_result(recorded.status)
         return recorded

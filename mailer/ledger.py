@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 
 from mailer.bounce_log import Bounce, apply_policy, log_bounce, settle, soften
 from mailer.errors import CampaignError
-from mailer.models import Campaign, CampaignEdition, CampaignStatus, Delivery, DeliveryStatus
+from mailer.models import Campaign, CampaignEdition, CampaignStatus, Delivery, DeliveryAttempt, DeliveryStatus
 from subscribers.models import MailingList, Subscriber, Subscription, utcnow
 from subscribers.store import active_members, active_membership
 
@@ -126,6 +126,8 @@ class Claimed:
     token_version: int
     still_subscribed: bool
     language: str = ""  # the edition this delivery gets ('' for deliveries enqueued before editions)
+    attempts: int = 1  # this attempt's number
+    queued_at: datetime | None = None  # when the delivery was enqueued: retries stop at a maximum age from here
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,16 @@ def mark_handed(engine: Engine, delivery_id: int, owner: str) -> bool:
         return result.rowcount == 1
 
 
+def unhand(engine: Engine, delivery_id: int, owner: str) -> None:
+    """Take back mark_handed: the relay could not be reached, so nothing of this delivery left us."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(Delivery.__table__)  # type: ignore[attr-defined]
+            .where(D.id == delivery_id, D.status == DeliveryStatus.SENDING, D.lease_owner == owner)
+            .values(handed_at=None)
+        )
+
+
 def claim_batch(engine: Engine, campaign_id: int, owner: str, size: int, lease_seconds: int) -> list[Claimed]:
     """Move up to `size` due deliveries to 'sending' under this owner's lease, and return them."""
     now = utcnow()
@@ -190,7 +202,7 @@ def claim_batch(engine: Engine, campaign_id: int, owner: str, size: int, lease_s
     details = (
         core_select(
             D.id, D.subscriber_id, D.email, S.name, S.token_version,
-            active_membership(), D.language,
+            active_membership(), D.language, D.attempts, D.created_at,
         )
         .select_from(
             Delivery.__table__.join(Campaign.__table__, C.id == D.campaign_id)  # type: ignore[attr-defined]
@@ -205,7 +217,7 @@ def claim_batch(engine: Engine, campaign_id: int, owner: str, size: int, lease_s
         if not ids:
             return []
         rows = conn.execute(details).all()
-    return [Claimed(r[0], r[1], r[2], r[3] or "", r[4], bool(r[5]), r[6] or "") for r in rows if r[0] in ids]
+    return [Claimed(r[0], r[1], r[2], r[3] or "", r[4], bool(r[5]), r[6] or "", r[7], r[8]) for r in rows if r[0] in ids]
 
 
 @dataclass(frozen=True)
@@ -216,42 +228,39 @@ class Result:
     code: int | None = None
     reply: str = ""
     bounce: Bounce | None = None  # log this bounce event
+    stage: str = ""  # the SMTP step reached (mailer.replies)
+    retry_at: datetime | None = None  # for a deferral: when to try again; None: the retries are over, it failed
+    relay: str = ""  # the relay that carried the attempt
 
 
 @dataclass(frozen=True)
 class Recorded:
-    status: DeliveryStatus  # as stored (a deferral past max_attempts is stored as failed)
+    status: DeliveryStatus  # as stored (a deferral without a retry time is stored as failed)
     bounce_event: int | None = None  # the event written, for the dispatcher to settle or soften later
 
 
-def record_result(
-    engine: Engine,
-    claimed: Claimed,
-    campaign_id: int,
-    owner: str,
-    result: Result,
-    *,
-    max_attempts: int,
-    backoff: Sequence[int],
-    policy: BouncePolicy,
-) -> Recorded:
+A = DeliveryAttempt.__table__  # type: ignore[attr-defined]
+
+
+def record_result(engine: Engine, claimed: Claimed, campaign_id: int, owner: str, result: Result, *, policy: BouncePolicy) -> Recorded:
     """Write one result at once, in its own transaction. A row whose lease this owner lost is left alone
-    (UNCERTAIN returned). A delivery that fails for good after its retries is judged by the bounce policy
-    here; 5xx bounces are judged later by the dispatcher (mailer.bounce_log.settle)."""
+    (UNCERTAIN returned). Every attempt but a first-time success also gets a delivery_attempt row, so each
+    retry's reply stays on record. A delivery that fails for good after its retries is judged by the bounce
+    policy here; 5xx bounces are judged later by the dispatcher (mailer.bounce_log.settle)."""
     now = utcnow()
     status = result.status
     values: dict[str, object] = {
-        "smtp_code": result.code, "smtp_reply": result.reply[:1000], "lease_owner": None, "lease_until": None, "updated_at": now,
+        "smtp_code": result.code, "smtp_reply": result.reply[:1000], "smtp_stage": result.stage,
+        "lease_owner": None, "lease_until": None, "updated_at": now,
     }
+    if status == DeliveryStatus.DEFERRED:
+        if result.retry_at is None:
+            status = DeliveryStatus.FAILED
+        else:
+            values["next_attempt_at"] = result.retry_at
+    elif status == DeliveryStatus.SENT:
+        values["sent_at"] = now
     with engine.connect() as conn, conn.begin() as transaction:
-        if status == DeliveryStatus.DEFERRED:
-            attempts = conn.execute(core_select(D.attempts).where(D.id == claimed.delivery_id)).scalar_one()
-            if attempts >= max_attempts:
-                status = DeliveryStatus.FAILED
-            else:
-                values["next_attempt_at"] = now + timedelta(seconds=backoff[min(attempts - 1, len(backoff) - 1)])
-        elif status == DeliveryStatus.SENT:
-            values["sent_at"] = now
         updated = conn.execute(
             update(Delivery.__table__)  # type: ignore[attr-defined]
             .where(D.id == claimed.delivery_id, D.status == DeliveryStatus.SENDING, D.lease_owner == owner)
@@ -260,6 +269,11 @@ def record_result(
         if updated.rowcount != 1:
             transaction.rollback()
             return Recorded(DeliveryStatus.UNCERTAIN)
+        if status != DeliveryStatus.SENT or claimed.attempts > 1:
+            conn.execute(A.insert().values(
+                delivery_id=claimed.delivery_id, attempt=claimed.attempts, status=status, smtp_stage=result.stage,
+                smtp_code=result.code, smtp_reply=result.reply[:1000], relay=result.relay, created_at=now,
+            ))
         event = None
         if result.bounce:
             event = log_bounce(
@@ -271,22 +285,37 @@ def record_result(
     return Recorded(status, event)
 
 
-def release(engine: Engine, delivery_ids: Sequence[int], owner: str) -> int:
-    """Give back claimed deliveries that were never handed to SMTP (stop, Ctrl-C, relay unreachable)."""
-    total = 0
+def renew_leases(engine: Engine, owner: str, lease_seconds: int) -> int:
+    """The owner's heartbeat: push back the lease of every delivery it holds. A dead owner stops renewing,
+    so its claims expire within one lease (seconds), not after a long fixed lease."""
     with engine.begin() as conn:
-        for start in range(0, len(delivery_ids), 500):
-            result = conn.execute(
-                update(Delivery.__table__)  # type: ignore[attr-defined]
-                .where(
-                    D.id.in_(list(delivery_ids[start : start + 500])),
-                    D.status == DeliveryStatus.SENDING,
-                    D.lease_owner == owner,
-                )
-                .values(status=DeliveryStatus.QUEUED, attempts=D.attempts - 1, lease_owner=None, lease_until=None)
-            )
-            total += max(result.rowcount or 0, 0)
-    return total
+        result = conn.execute(
+            update(Delivery.__table__)  # type: ignore[attr-defined]
+            .where(D.lease_owner == owner, D.status == DeliveryStatus.SENDING)
+            .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
+        )
+        return max(result.rowcount or 0, 0)
+
+
+def release_unsent(engine: Engine, owner: str) -> int:
+    """Give back every delivery this owner claimed and never handed to SMTP (stop, Ctrl-C, relay unreachable).
+    By owner rather than by a list of ids, so a claim whose answer never reached the dispatcher is given back too."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(Delivery.__table__)  # type: ignore[attr-defined]
+            .where(D.lease_owner == owner, D.status == DeliveryStatus.SENDING, D.handed_at.is_(None))
+            .values(status=DeliveryStatus.QUEUED, attempts=D.attempts - 1, lease_owner=None, lease_until=None)
+        )
+        return max(result.rowcount or 0, 0)
+
+
+def has_delivered(engine: Engine, campaign_id: int) -> bool:
+    """Has any message of this campaign been accepted by the relay (in any run)?"""
+    with engine.connect() as conn:
+        found = conn.execute(
+            core_select(D.id).where(D.campaign_id == campaign_id, D.status == DeliveryStatus.SENT).limit(1)
+        ).first()
+        return found is not None
 
 
 def mark_started(engine: Engine, campaign_id: int) -> None:

@@ -27,6 +27,8 @@ class Campaign(SQLModel, table=True):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     sending_seconds: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})  # summed over runs: the rate's divisor
+    scheduled_at: datetime | None = None  # `mailer send --at`: workers start it then
+    status_reason: str = Field(default="", sa_column_kwargs={"server_default": ""})  # why it is paused or cancelled
 
 
 class CampaignEdition(SQLModel, table=True):
@@ -58,11 +60,37 @@ class Delivery(SQLModel, table=True):
     lease_owner: str | None = None
     lease_until: datetime | None = None
     handed_at: datetime | None = None  # set just before MAIL FROM: after a crash, tells "maybe sent" from "never tried"
+    smtp_stage: str = Field(default="", sa_column_kwargs={"server_default": ""})  # how far the last attempt got (mailer.replies)
     smtp_code: int | None = None
     smtp_reply: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+
+
+class DeliveryAttempt(SQLModel, table=True):
+    """An attempt that did not end in a first-time 250: each reply of a delivery's retries stays on record
+    (the delivery row keeps only the last; a message accepted at its first attempt needs no row here)."""
+
+    __tablename__ = "delivery_attempt"
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int = Field(foreign_key="delivery.id", index=True)
+    attempt: int
+    status: str  # what the attempt made of the delivery: deferred, bounced, failed, uncertain, sent
+    smtp_stage: str = ""  # the SMTP step the attempt reached (mailer.replies)
+    smtp_code: int | None = None
+    smtp_reply: str = ""
+    relay: str = ""  # which configured relay carried it
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class RateBucket(SQLModel, table=True):
+    """A token bucket of a relay's rate limit, shared by every worker and kept across restarts."""
+
+    __tablename__ = "rate_bucket"
+    name: str = Field(primary_key=True)  # e.g. 'relay:second', 'relay:domain:example.org'
+    tokens: float = 0.0
+    updated: float = 0.0  # Unix time of the last refill
 
 
 class BounceEvent(SQLModel, table=True):

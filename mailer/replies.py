@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The step of an SMTP transaction a reply answers: our sender, the recipient, the message, or success.
-MAIL, RCPT, DATA, DONE = "mail", "rcpt", "data", "done"
+# The step of an SMTP transaction a reply answers: our sender, the recipient, the DATA command and the
+# message's lines, the reply to the message's final dot, or success. Only a line lost at END can have
+# delivered the message: the server had all of it, and we never heard what it did with it.
+MAIL, RCPT, DATA, END, DONE = "mail", "rcpt", "data", "end", "done"
 
 
 @dataclass(frozen=True)

@@ -127,19 +127,18 @@ class Sending(Checking):
         """Send what is due in this campaign. With handle_signals, Ctrl-C or SIGTERM lets the messages in
         flight finish and be recorded and gives the rest back to the queue."""
         from mailer.dispatch import Dispatcher, DispatchOptions
+        from mailer.threaded_ledger import ThreadedLedger
 
         assert campaign.id is not None
         s = self.settings
+        campaign_ledger = ThreadedLedger(self.engine, campaign.id, s.bounce_policy)
         dispatcher = Dispatcher(
-            self.engine,
-            campaign.id,
+            campaign_ledger,
             self.edition_builders(composed_by_language, campaign.id, campaign.list_id),
             self.senders(),
-            DispatchOptions(
-                batch_size=s.batch_size, lease_seconds=s.lease_seconds, max_attempts=s.max_attempts,
-                retry_backoff=s.retry_backoff, rate=s.smtp_rate, policy=s.bounce_policy,
-            ),
+            DispatchOptions(batch_size=s.batch_size, lease_seconds=s.lease_seconds, retry=s.retry_rule, rate=s.smtp_rate),
             on_result=on_result,
+            relay=str(s.smtp),
         )
         loop = asyncio.get_running_loop()
         signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
@@ -150,6 +149,7 @@ class Sending(Checking):
         finally:
             for signum in signals:
                 loop.remove_signal_handler(signum)
+            campaign_ledger.close()
         ledger.add_sending_time(self.engine, campaign.id, summary.elapsed)
         return SendOutcome(summary, ledger.count_due(self.engine, campaign.id), ledger.next_retry_at(self.engine, campaign.id))
 

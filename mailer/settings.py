@@ -13,6 +13,7 @@ from typing import Any, Mapping
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from mailer.policy import BouncePolicy
+from mailer.retry import RetryRule
 from mailer.errors import SettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -132,6 +133,14 @@ class Settings:
     dkim_selector: str = ""
     dkim_domain: str = ""  # empty: the domain of each newsletter's From address
     bounce_policy: BouncePolicy = field(default_factory=BouncePolicy)
+    smtp_data_timeout: float = 600.0  # seconds to wait for the reply to the message's final dot (RFC 5321: 10 min)
+    retry_max_age: int = 3 * 86400  # a delivery still deferred this long after it was queued fails
+    retry_max_backoff: int = 21600  # beyond retry_backoff the waits double up to this
+    retry_jitter: float = 0.2
+
+    @property
+    def retry_rule(self) -> RetryRule:
+        return RetryRule(self.retry_backoff, self.retry_max_backoff, self.max_attempts, self.retry_max_age, self.retry_jitter)
 
     def newsletter(self, newsletter_id: str) -> NewsletterSettings:
         try:
@@ -254,8 +263,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         smtp_rate=_number(env, "MAILER_SMTP_RATE", _get(data, "smtp.rate_per_second", 0), float),
         smtp_timeout=_number(env, "MAILER_SMTP_TIMEOUT", _get(data, "smtp.timeout", 30), float),
         batch_size=_number(env, "MAILER_BATCH_SIZE", _get(data, "dispatch.batch_size", 20), int),
-        lease_seconds=_number(env, "MAILER_LEASE_SECONDS", _get(data, "dispatch.lease_seconds", 600), int),
-        max_attempts=_number(env, "MAILER_MAX_ATTEMPTS", _get(data, "dispatch.max_attempts", 5), int),
+        lease_seconds=_number(env, "MAILER_LEASE_SECONDS", _get(data, "dispatch.lease_seconds", 60), int),
+        max_attempts=_number(env, "MAILER_MAX_ATTEMPTS", _get(data, "dispatch.max_attempts", 30), int),
         retry_backoff=tuple(int(s) for s in backoff) or (300,),
         base_url=base_url,
         secret_keys=keys,
@@ -265,6 +274,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dkim_selector=env.get("MAILER_DKIM_SELECTOR", _get(data, "dkim.selector", "")),
         dkim_domain=env.get("MAILER_DKIM_DOMAIN", _get(data, "dkim.domain", "")),
         bounce_policy=_bounce_policy(env, data),
+        smtp_data_timeout=_number(env, "MAILER_SMTP_DATA_TIMEOUT", _get(data, "smtp.data_timeout", 600), float),
+        retry_max_age=_number(env, "MAILER_RETRY_MAX_AGE", _get(data, "dispatch.retry_max_age", 3 * 86400), int),
+        retry_max_backoff=_number(env, "MAILER_RETRY_MAX_BACKOFF", _get(data, "dispatch.retry_max_backoff", 21600), int),
+        retry_jitter=_number(env, "MAILER_RETRY_JITTER", _get(data, "dispatch.retry_jitter", 0.2), float),
     )
     if settings.dkim_key_file and not settings.dkim_selector:
         raise SettingsError("MAILER_DKIM_KEY_FILE is set but MAILER_DKIM_SELECTOR is not: name the key's DNS selector")

@@ -5,7 +5,10 @@ from enum import StrEnum
 
 
 class CampaignStatus(StrEnum):
+    SCHEDULED = "scheduled"  # waits for its time (`mailer send --at`), then workers start it
     SENDING = "sending"  # has deliveries still queued, in flight or deferred
+    PAUSED = "paused"  # an operator (or the failure-rate limit) stopped it; resume sends the rest
+    CANCELLED = "cancelled"  # an operator stopped it for good: what was not sent never will be
     DONE = "done"  # every delivery has a final status
 
 
@@ -17,7 +20,8 @@ class DeliveryStatus(StrEnum):
     BOUNCED = "bounced"  # 5xx at SMTP time
     FAILED = "failed"  # deferred too many times
     SKIPPED = "skipped"  # subscriber no longer active when the delivery was claimed
-    UNCERTAIN = "uncertain"  # lease ran out: may or may not have been sent; not resent automatically
+    UNCERTAIN = "uncertain"  # the line went after the end of DATA: may have been sent; not resent automatically
+    CANCELLED = "cancelled"  # its campaign was cancelled before it was sent
 
 
 FINAL_STATUSES = (
@@ -26,4 +30,5 @@ FINAL_STATUSES = (
     DeliveryStatus.FAILED,
     DeliveryStatus.SKIPPED,
     DeliveryStatus.UNCERTAIN,
+    DeliveryStatus.CANCELLED,
 )

@@ -6,17 +6,30 @@ raises TransportError.
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
 
 import aiosmtplib
 
 from mailer.errors import TransportError
-from mailer.replies import DATA, DONE, MAIL, RCPT, SmtpReply  # noqa: F401  (re-exported)
+from mailer.replies import DATA, DONE, END, MAIL, RCPT, SmtpReply  # noqa: F401  (re-exported)
 from mailer.settings import SmtpTarget
 
 
 DATA_TIMEOUT = 600.0  # RFC 5321 4.5.3.2.6: wait up to 10 minutes for the reply to the end of the message
+_LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+def data_bytes(message: bytes) -> bytes:
+    """The message as it travels after DATA: CRLF line endings, leading dots doubled (RFC 5321 4.5.2), and
+    the final dot. What aiosmtplib's own data() sends; here, so that the transport knows when the final dot
+    has left (mailer.replies.END) and a lost line before it is known not to have delivered anything."""
+    message = _LINE_ENDINGS.sub(b"\r\n", message)
+    if not message.endswith(b"\r\n"):
+        message += b"\r\n"
+    return _LEADING_DOT.sub(b"..", message) + b".\r\n"
 
 
 class RateLimiter:
@@ -51,12 +64,24 @@ def tls_context(validate: bool) -> ssl.SSLContext:
     return _TLS_CONTEXTS[validate]
 
 
+class _EndOfData(Exception):
+    """The line was lost after the message's final dot was written: the server may have kept the message."""
+
+
+class _RefusedAtEnd(aiosmtplib.SMTPResponseException):
+    """The server's refusal of the message, in its reply to the final dot."""
+
+
 class SmtpConnection:
     """One SMTP session, opened on first use and reopened after `max_messages` or a lost connection."""
 
-    def __init__(self, target: SmtpTarget, *, timeout: float = 30, max_messages: int = 500, connect_retries: int = 3) -> None:
+    def __init__(
+        self, target: SmtpTarget, *, timeout: float = 30, max_messages: int = 500, connect_retries: int = 3,
+        data_timeout: float = DATA_TIMEOUT,
+    ) -> None:
         self.target = target
         self.timeout = timeout
+        self.data_timeout = data_timeout
         self.max_messages = max_messages
         self.connect_retries = connect_retries
         self._smtp: aiosmtplib.SMTP | None = None
@@ -121,17 +146,42 @@ class SmtpConnection:
             stage = RCPT
             await smtp.rcpt(recipient)
             stage = DATA
-            response = await smtp.data(data, timeout=max(self.timeout, DATA_TIMEOUT))
+            response = await self._data(smtp, data)
         except aiosmtplib.SMTPResponseException as exc:  # refused sender, recipient or message
             self._transactions_on_connection += 1
-            await self._reset()
-            return SmtpReply(exc.code, exc.message, stage)
+            if exc.code == 421 or not smtp.is_connected:  # 421: the server is closing this session
+                self._abort()
+            else:
+                await self._reset()
+            return SmtpReply(exc.code, exc.message, END if isinstance(exc, _RefusedAtEnd) else stage)
+        except _EndOfData as lost:
+            self._abort()
+            return SmtpReply(None, f"connection lost after the end of the message: {lost.__cause__}", END)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError, OSError) as exc:
-            await self.close()
+            self._abort()  # no QUIT: a stalled server would cost a second timeout
             return SmtpReply(None, f"connection lost: {exc}", stage)
         self._sent_on_connection += 1
         self._transactions_on_connection += 1
         return SmtpReply(response.code, response.message, DONE)
+
+    async def _data(self, smtp: aiosmtplib.SMTP, message: bytes) -> aiosmtplib.SMTPResponse:
+        """DATA, then the message. aiosmtplib's data() does both in one call; the two steps are taken apart
+        here (its public execute_command, then its protocol's write and read_response) so that a line lost
+        before the final dot left is told from one lost after it: only the latter can have delivered."""
+        start = await smtp.execute_command(b"DATA")
+        if start.code != 354:
+            raise aiosmtplib.SMTPDataError(start.code, start.message)
+        protocol = smtp.protocol
+        if protocol is None:
+            raise aiosmtplib.SMTPServerDisconnected("connection lost before the message was sent")
+        protocol.write(data_bytes(message))  # raises SMTPServerDisconnected if the line is already gone
+        try:
+            response = await protocol.read_response(timeout=max(self.timeout, self.data_timeout))
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError, OSError) as exc:
+            raise _EndOfData() from exc
+        if response.code != 250:
+            raise _RefusedAtEnd(response.code, response.message)
+        return response
 
     async def _reset(self) -> None:
         """RSET after a refused command so the session can carry the next message."""
@@ -141,6 +191,12 @@ class SmtpConnection:
             await self._smtp.rset()
         except (aiosmtplib.SMTPException, OSError):
             await self.close()
+
+    def _abort(self) -> None:
+        """Drop the connection without QUIT (it is lost, stalled, or the server said 421)."""
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            smtp.close()
 
     async def close(self) -> None:
         smtp, self._smtp = self._smtp, None

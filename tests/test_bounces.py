@@ -5,7 +5,7 @@ import pytest
 
 from mailer.bounces import classify, reason_group
 from mailer.models import DeliveryStatus
-from mailer.transport import DATA, DONE, MAIL, RCPT, SmtpReply
+from mailer.transport import DATA, DONE, END, MAIL, RCPT, SmtpReply
 
 SENT, BOUNCED, DEFERRED, UNCERTAIN = DeliveryStatus.SENT, DeliveryStatus.BOUNCED, DeliveryStatus.DEFERRED, DeliveryStatus.UNCERTAIN
 
@@ -26,7 +26,13 @@ SENT, BOUNCED, DEFERRED, UNCERTAIN = DeliveryStatus.SENT, DeliveryStatus.BOUNCED
         (SmtpReply(451, "4.7.1 Greylisted", RCPT), DEFERRED, "soft", False),
         (SmtpReply(421, "4.4.5 Too busy", DATA), DEFERRED, "soft", False),
         (SmtpReply(None, "connection lost", RCPT), DEFERRED, "soft", False),
-        (SmtpReply(None, "connection lost", DATA), UNCERTAIN, None, False),  # may have been delivered
+        (SmtpReply(None, "connection lost", DATA), DEFERRED, "soft", False),  # before the final dot: nothing arrived
+        (SmtpReply(None, "connection lost", END), UNCERTAIN, None, False),  # after it: may have been delivered
+        (SmtpReply(421, "4.7.0 Try again later, closing connection", MAIL), DEFERRED, "soft", False),  # come back later
+        (SmtpReply(451, "4.3.0 Local error in processing", MAIL), DEFERRED, "soft", False),
+        (SmtpReply(550, "5.7.1 Rate limit exceeded, try again later", RCPT), DEFERRED, "soft", False),  # throttling
+        (SmtpReply(554, "5.7.0 Too many messages, slow down", END), DEFERRED, "soft", False),
+        (SmtpReply(554, "5.7.1 Message rejected as spam", END), BOUNCED, "soft", False),
     ],
 )
 def test_replies(reply: SmtpReply, status: DeliveryStatus, bounce: str | None, suppress: bool) -> None:
@@ -34,7 +40,7 @@ def test_replies(reply: SmtpReply, status: DeliveryStatus, bounce: str | None, s
     assert (verdict.status, verdict.bounce, verdict.suppress, verdict.stop_run) == (status, bounce, suppress, False)
 
 
-@pytest.mark.parametrize("code", [421, 451, 530, 553, 554])
+@pytest.mark.parametrize("code", [530, 550, 553, 554])
 def test_a_refused_sender_stops_the_run_and_blames_no_one(code: int) -> None:
     verdict = classify(SmtpReply(code, "5.7.1 Sender address rejected: not owned by user", MAIL))
     assert verdict.stop_run and verdict.status is None and not verdict.suppress and verdict.bounce is None

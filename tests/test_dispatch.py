@@ -305,6 +305,7 @@ def test_a_line_lost_after_the_message_is_uncertain_and_never_resent_blindly(eng
 def test_a_failing_producer_ends_the_run_instead_of_hanging(engine: Engine, settings: Settings) -> None:
     from mailer.dispatch import Dispatcher, DispatchOptions
     from mailer.message import EditionBuilders, MessageBuilder, Recipient
+    from mailer.threaded_ledger import ThreadedLedger
     from mailer.transport import SmtpConnection
 
     class BrokenBuilder(MessageBuilder):
@@ -322,9 +323,11 @@ def test_a_failing_producer_ends_the_run_instead_of_hanging(engine: Engine, sett
             s = settings.with_overrides(smtp=parse_smtp_url(server.url))
             builder = BrokenBuilder(plan.composed, TokenSigner(s.secret_keys), base_url=s.base_url, campaign_id=campaign.id or 0)
             senders = [SmtpConnection(s.smtp) for _ in range(2)]
-            dispatcher = Dispatcher(engine, campaign.id or 0, EditionBuilders({"it": builder}, "it"), senders, DispatchOptions(batch_size=5))
+            campaign_ledger = ThreadedLedger(engine, campaign.id or 0, s.bounce_policy)
+            dispatcher = Dispatcher(campaign_ledger, EditionBuilders({"it": builder}, "it"), senders, DispatchOptions(batch_size=5))
             with pytest.raises(RuntimeError, match="template blew up"):
                 await asyncio.wait_for(dispatcher.run(), timeout=20)
+            campaign_ledger.close()
             return [r for m in server.messages for r in m.recipients]
 
     received = asyncio.run(main())

@@ -1,0 +1,121 @@
+"""The ledger's database work on its own thread (mailer.threaded_ledger) against the same work run on the
+event loop, as the dispatcher did before: send rate, and the longest the event loop went without running.
+
+Two situations, each run with both ledgers in this one process, one after the other:
+- quiet: nothing else uses the database;
+- busy: another process holds SQLite's write lock for 2 s out of every 3 (as a long import does), with a
+  busy timeout of 30 s. On the loop, every connection waits out each lock; off the loop, only the database
+  thread does, and the connections finish the messages they already hold.
+The sink is an aiosmtpd server in another process; messages are the May 2026 issue.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+
+from mailer.dispatch import Dispatcher, DispatchOptions
+from mailer.settings import load_settings, parse_smtp_url
+from mailer.threaded_ledger import ThreadedLedger, retry_locked
+
+sys.path.insert(0, str(Path(__file__).parent))
+from send_rate import free_port, prepare_campaign, start_sink  # noqa: E402
+
+T = TypeVar("T")
+
+LOCKER = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+while True:
+    db.execute("BEGIN IMMEDIATE")
+    time.sleep(2.0)
+    db.execute("COMMIT")
+    time.sleep(1.0)
+"""
+
+
+class OnLoopLedger(ThreadedLedger):
+    """The same SQL, run inline in the coroutine: the dispatcher's database work as it was before."""
+
+    async def _run(self, function: Callable[..., T], *args: object, **kwargs: object) -> T:
+        return retry_locked(lambda: function(self.engine, *args, **kwargs))
+
+
+async def loop_lag(stop: asyncio.Event) -> float:
+    """The longest gap between two 10 ms ticks, beyond the 10 ms."""
+    worst = 0.0
+    last = time.perf_counter()
+    while not stop.is_set():
+        await asyncio.sleep(0.01)
+        now = time.perf_counter()
+        worst = max(worst, now - last - 0.01)
+        last = now
+    return worst
+
+
+def one_run(kind: type[ThreadedLedger], port: int, count: int, folder: Path, busy: bool) -> tuple[float, float]:
+    path = folder / f"{kind.__name__}-{busy}.sqlite"
+    settings = load_settings({}).with_overrides(
+        database_url=f"sqlite:///{path}", smtp=parse_smtp_url(f"smtp://127.0.0.1:{port}"), smtp_connections=4
+    )
+    engine, mailer, plan, campaign = prepare_campaign(settings, count)
+    assert campaign.id is not None
+    locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(path)]) if busy else None
+
+    async def main() -> tuple[float, float, int]:
+        ledger = kind(engine, campaign.id or 0, settings.bounce_policy)
+        dispatcher = Dispatcher(
+            ledger, mailer.edition_builders(plan.composed_by_language, campaign.id or 0, campaign.list_id),
+            mailer.senders(), DispatchOptions(),
+        )
+        stop = asyncio.Event()
+        lag = asyncio.create_task(loop_lag(stop))
+        started = time.perf_counter()
+        summary = await dispatcher.run()
+        elapsed = time.perf_counter() - started
+        stop.set()
+        ledger.close()
+        return elapsed, await lag, summary.counts["sent"]
+
+    try:
+        elapsed, lag, sent = asyncio.run(main())
+    finally:
+        if locker:
+            locker.kill()
+            locker.wait()
+    engine.dispose()
+    assert sent == count, f"{sent} of {count} sent"
+    return sent / elapsed, lag
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=2000)
+    args = parser.parse_args()
+    port = free_port()
+    sink, sink_name = start_sink(port)
+    print(f"sink: {sink_name}; {args.messages} messages over 4 connections, SQLite ledger")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for busy in (False, True):
+                figures = {kind: one_run(kind, port, args.messages, Path(tmp), busy) for kind in (OnLoopLedger, ThreadedLedger)}
+                label = "busy (another writer holds the lock 2 s in 3)" if busy else "quiet"
+                for kind, (rate, lag) in figures.items():
+                    where = "on the event loop " if kind is OnLoopLedger else "on its own thread"
+                    print(f"{label:48} ledger {where}: {rate:6.0f} msg/s, longest event-loop stall {lag * 1000:7.1f} ms")
+                ratio = figures[ThreadedLedger][0] / figures[OnLoopLedger][0]
+                print(f"{label:48} rate off the loop / on the loop: {ratio:.2f}")
+    finally:
+        sink.terminate()
+        sink.wait()
+
+
+if __name__ == "__main__":
+    main()
