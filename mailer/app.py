@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from mailer.archive import Archive
 from mailer.inbox import Inbox
+from mailer.maintenance import Maintenance
 from mailer.operators import Operators
 from mailer.people import People
 from mailer.recipients import Recipients
@@ -17,6 +18,6 @@ from mailer.reports import Reports
 from mailer.sending import Sending
 
 
-class Mailer(Sending, People, Recipients, Archive, Operators, Reports, Inbox):
+class Mailer(Sending, People, Recipients, Archive, Operators, Reports, Inbox, Maintenance):
     """One per process (or per test): the use cases of sending, subscribers, recipients, archive, operators
     and reports. `mailer.reports.Reports(settings)` alone serves the report commands: it imports no ORM."""

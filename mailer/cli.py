@@ -39,6 +39,8 @@ bounces_app = typer.Typer(help="Messages that came back to the bounce address.",
 app.add_typer(bounces_app, name="bounces")
 inbox_app = typer.Typer(help="The bounce and unsubscribe mailbox: bounces, complaints, mailto unsubscribes.", **PLAIN)
 app.add_typer(inbox_app, name="inbox")
+db_app = typer.Typer(help="The database's schema: check it, upgrade it.", **PLAIN)
+app.add_typer(db_app, name="db")
 
 
 def main() -> None:
@@ -546,6 +548,43 @@ def inbox_show(inbound_id: int) -> None:
 
 
 # ---- local tools ----------------------------------------------------------------------------------------
+
+# ---- database -------------------------------------------------------------------------------------------
+
+@db_app.command("check")
+def db_check() -> None:
+    """Say whether the database's schema is at this version's newest revision; exit 1 if not. Changes nothing."""
+    from mailer.settings import mask_url
+
+    mailer = _mailer()
+    state = mailer.database_state()
+    where = mask_url(mailer.settings.database_url)
+    if state.current:
+        say(f"{where}: schema at revision {state.head}, the newest; tables match the models")
+        return
+    if state.revision != state.head:
+        say(f"{where}: schema at revision {state.revision or 'none (empty database)'}, the newest is {state.head}: "
+            "run `mailer db upgrade`", style="yellow")
+    for difference in state.differences:
+        say(f"differs from the models: {difference}", style="yellow")
+    raise typer.Exit(1)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Upgrade the database's schema to this version's newest revision (in one transaction)."""
+    from mailer.settings import mask_url
+
+    mailer = _mailer()
+    before, state = mailer.upgrade_database()
+    where = mask_url(mailer.settings.database_url)
+    if before == state.head:
+        say(f"{where}: schema already at revision {state.head}")
+    else:
+        say(f"{where}: schema upgraded from revision {before or 'none (empty database)'} to {state.head}")
+    for difference in state.differences:
+        warn(f"differs from the models: {difference}")
+
 
 @app.command("capture-server")
 def capture_server(

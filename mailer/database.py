@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
 from sqlmodel import create_engine
 
 import mailer.models  # noqa: F401  (registers the ledger tables)
@@ -22,14 +23,19 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATION_LOCK = 0x6D61696C  # PostgreSQL advisory lock key held while the schema is upgraded
 
 
-def open_database(url: str) -> Engine:
-    """An engine for `url`, with the schema in place. Relative SQLite paths are relative to the working directory."""
+def open_database(url: str, *, upgrade: bool = True) -> Engine:
+    """An engine for `url`, with the schema in place (unless `upgrade` is false: `mailer db check` only looks).
+    Relative SQLite paths are relative to the working directory."""
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise DatabaseUnavailable(f"database URL is not valid: {mask_url(url)!r}") from None
+    if parsed.drivername == "postgresql":  # SQLAlchemy's default would be psycopg2; ours is psycopg 3
+        parsed = parsed.set(drivername="postgresql+psycopg")
+        url = parsed.render_as_string(hide_password=False)
     try:
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
@@ -39,13 +45,23 @@ def open_database(url: str) -> Engine:
         else:
             engine = create_engine(url, pool_pre_ping=True)
     except (NoSuchModuleError, ModuleNotFoundError) as exc:
-        raise DatabaseUnavailable(
-            f"no driver for {parsed.drivername!r} ({exc}); for PostgreSQL use postgresql+psycopg://... "
-            "and install the driver: pip install 'psycopg[binary]'"
-        ) from None
+        hint = (
+            "install the PostgreSQL driver: pip install 'wip-mailer[postgresql]'"
+            if parsed.get_backend_name() == "postgresql"
+            else "the database URL should start with sqlite:/// or postgresql+psycopg://"
+        )
+        raise DatabaseUnavailable(f"no driver for {parsed.drivername!r} ({exc}); {hint}") from None
     except OSError as exc:
         raise DatabaseUnavailable(f"cannot create the database folder for {mask_url(url)}: {exc.strerror}") from None
-    migrate(engine)
+    try:
+        if upgrade:
+            migrate(engine)
+        else:
+            current_revision(engine)  # reach it, or fail here with the reason
+    except OperationalError as exc:
+        engine.dispose()
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise DatabaseUnavailable(f"cannot reach the database {mask_url(url.split('?', 1)[0])}: {reason}") from None
     return engine
 
 
@@ -67,6 +83,37 @@ def migrate(engine: Engine) -> None:
 
     with schema_transaction(engine) as connection:
         command.upgrade(alembic_config(connection), "head")
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    revision: str | None  # the database's Alembic revision (None: empty database)
+    head: str  # the newest revision this code knows
+    differences: list[str]  # where the tables differ from the models (empty when in step)
+
+    @property
+    def current(self) -> bool:
+        return self.revision == self.head and not self.differences
+
+
+def schema_state(engine: Engine) -> SchemaState:
+    """Where the database's schema stands against this code's migrations and models; changes nothing."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    revision = current_revision(engine)
+    with engine.connect() as connection:
+        found = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata) if revision else []
+    return SchemaState(revision, SCHEMA_HEAD, [_describe(d) for d in found])
+
+
+def _describe(difference: Any) -> str:
+    """One line for an Alembic autogenerate difference (a tuple, or a list of tuples for a column's changes)."""
+    first = difference[0] if isinstance(difference, list) else difference
+    action, *rest = first
+    names = [getattr(x, "name", None) or str(x) for x in rest if x is not None][:3]
+    return f"{action.replace('_', ' ')}: {' '.join(str(n) for n in names)}"
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -98,6 +145,8 @@ def schema_transaction(engine: Engine) -> Iterator[Connection]:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             else:
                 connection.begin()
+                # Several workers starting at once on a new version: one migrates, the others wait, then find it done.
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             yield connection
             connection.commit()
         except BaseException:

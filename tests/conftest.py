@@ -1,11 +1,13 @@
 """Shared fixtures: real SQLite files in a temporary folder, settings from the real config, sample issues."""
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session
 
 from mailer.capture import CaptureServer, capture_in_thread
@@ -48,3 +50,58 @@ def relay() -> Iterator[CaptureServer]:
     """A capture relay in its own thread (it answers 550 to ghost* addresses), for commands run as subprocesses."""
     with capture_in_thread(rule=lambda r: "550 5.1.1 User unknown" if r.startswith("ghost") else None) as server:
         yield server
+
+
+# PostgreSQL: a server whose URL (with a role that may create databases) is in MAILER_TEST_POSTGRESQL_URL;
+# .ci/run starts Debian's. Each test gets a database of its own, copied from one migrated template.
+POSTGRESQL_URL = os.environ.get("MAILER_TEST_POSTGRESQL_URL", "")
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def postgresql_template() -> Iterator[str]:
+    """The name of a migrated database to copy, on the test server."""
+    if not POSTGRESQL_URL:
+        if os.environ.get("MAILER_REQUIRE_POSTGRESQL"):
+            pytest.fail("MAILER_REQUIRE_POSTGRESQL is set but MAILER_TEST_POSTGRESQL_URL names no server")
+        pytest.skip("no PostgreSQL server: set MAILER_TEST_POSTGRESQL_URL (as .ci/run does)")
+    name = f"mailer_template_{os.getpid()}"
+    _admin(f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"')
+    open_database(_on(name)).dispose()
+    yield name
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgresql_url(postgresql_template: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for one test."""
+    name = f"mailer_test_{os.getpid()}_{uuid.uuid4().hex[:12]}"
+    _admin(f'CREATE DATABASE "{name}" TEMPLATE "{postgresql_template}"')
+    yield _on(name)
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=BACKENDS)
+def any_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Settings on SQLite, then on PostgreSQL: for the store, ledger and dispatcher tests, which run on both."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'mailer.sqlite'}"
+    else:
+        url = request.getfixturevalue("postgresql_url")
+    return load_settings({"MAILER_DATABASE_URL": url})
+
+
+def _on(database: str) -> str:
+    return make_url(POSTGRESQL_URL).set(database=database).render_as_string(hide_password=False)
+
+
+def _admin(*statements: str) -> None:
+    import psycopg
+
+    url = make_url(POSTGRESQL_URL)
+    with psycopg.connect(
+        host=url.host, port=url.port, user=url.username, password=url.password, dbname=url.database or "postgres",
+        autocommit=True,
+    ) as connection:
+        for statement in statements:
+            connection.execute(statement)

@@ -310,3 +310,35 @@ def test_an_operator_lifts_a_suppression_on_record(env: dict[str, str], relay: C
     assert again.returncode == 1 and "ghost@example.org is not suppressed (status: active)" in again.stderr
     unknown = run(["subscribers", "unsuppress", "nobody@example.org"], env)
     assert unknown.returncode == 1 and "nobody@example.org is not a subscriber" in unknown.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_db_check_and_upgrade_on_both_databases(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'new.sqlite'}"
+    else:  # an empty PostgreSQL database: the migrations run from the first
+        from tests.conftest import _admin, _on
+
+        request.getfixturevalue("postgresql_template")  # skips (or fails in CI) without a server
+        name = f"mailer_empty_{os.getpid()}"
+        _admin(f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"')
+        request.addfinalizer(lambda: _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        url = _on(name)
+    env = {"MAILER_DATABASE_URL": url}
+    before = run(["db", "check"], env)
+    assert before.returncode == 1 and "revision none (empty database), the newest is 0005" in before.stdout
+    upgraded = run(["db", "upgrade"], env)
+    assert upgraded.returncode == 0 and "upgraded from revision none (empty database) to 0005" in upgraded.stdout, upgraded.stderr
+    after = run(["db", "check"], env)
+    assert after.returncode == 0 and "at revision 0005, the newest; tables match the models" in after.stdout
+    assert "already at revision 0005" in run(["db", "upgrade"], env).stdout
+
+
+def test_a_postgresql_url_without_its_driver_says_which_extra_to_install(tmp_path: Path) -> None:
+    blocker = tmp_path / "no_psycopg"
+    blocker.mkdir()
+    (blocker / "psycopg.py").write_text("raise ModuleNotFoundError(\"No module named 'psycopg'\", name='psycopg')\n")
+    env = {"MAILER_DATABASE_URL": "postgresql+psycopg://mailer@127.0.0.1/mailer", "PYTHONPATH": str(blocker)}
+    result = run(["db", "check"], env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "pip install 'wip-mailer[postgresql]'" in result.stderr, result.stderr

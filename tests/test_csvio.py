@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from mailer.settings import Settings
 from subscribers import store
 from subscribers.csvio import (
     CsvSubscribers,
@@ -23,6 +24,12 @@ from subscribers.store import ListedSubscriber
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
+
+
+@pytest.fixture
+def settings(any_settings: Settings) -> Settings:
+    """These tests run on SQLite and on PostgreSQL."""
+    return any_settings
 
 def read(tmp_path: Path, text: str, *, encoding: str = "utf-8", **options: object) -> CsvSubscribers:
     path = tmp_path / "people.csv"

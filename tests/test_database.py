@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlmodel import SQLModel
 
 from mailer.database import open_database
+from mailer.reader import SCHEMA_HEAD
 
 
 def test_migrations_build_exactly_the_models_schema(tmp_path: Path) -> None:
@@ -16,8 +17,33 @@ def test_migrations_build_exactly_the_models_schema(tmp_path: Path) -> None:
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
         assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == SCHEMA_HEAD
     engine.dispose()
+
+
+def test_the_same_migrations_build_the_same_schema_on_postgresql(postgresql_url: str) -> None:
+    """The test database is a copy of a template that open_database migrated from empty."""
+    engine = open_database(postgresql_url)
+    with engine.connect() as conn:
+        assert engine.dialect.name == "postgresql"
+        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == SCHEMA_HEAD
+    engine.dispose()
+
+
+def test_a_plain_postgresql_url_uses_psycopg_3(postgresql_url: str) -> None:
+    engine = open_database(postgresql_url.replace("postgresql+psycopg://", "postgresql://"))
+    assert engine.dialect.driver == "psycopg"
+    engine.dispose()
+
+
+def test_an_unreachable_postgresql_server_is_one_clear_error() -> None:
+    import pytest
+
+    from mailer.errors import DatabaseUnavailable
+
+    with pytest.raises(DatabaseUnavailable, match="cannot reach the database postgresql\\+psycopg://mailer:\\*\\*\\*@127.0.0.1:9/x"):
+        open_database("postgresql+psycopg://mailer:secret@127.0.0.1:9/x?connect_timeout=2")
 
 
 def test_concurrent_first_opens_of_a_new_database_all_succeed(tmp_path: Path) -> None:

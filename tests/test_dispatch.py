@@ -28,6 +28,12 @@ from subscribers.tokens import TokenSigner
 from tests.conftest import ISSUE_2026, add_people
 
 
+
+@pytest.fixture
+def settings(any_settings: Settings) -> Settings:
+    """These tests run on SQLite and on PostgreSQL."""
+    return any_settings
+
 def send(engine: Engine, settings: Settings, server: CaptureServer, **overrides: object) -> tuple[Campaign, RunSummary]:
     """What `mailer send --yes` does: plan, open the campaign, enqueue, dispatch."""
     settings = settings.with_overrides(smtp=parse_smtp_url(server.url), **overrides)

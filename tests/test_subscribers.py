@@ -8,11 +8,18 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from mailer.settings import Settings
 from subscribers import store
 from subscribers.csvio import parse_subscribers_csv, read_subscribers_csv, write_subscribers_csv
 from subscribers.errors import CsvImportError, InvalidAddress, UnknownList
 from subscribers.models import Subscriber, SubscriberStatus
 
+
+
+@pytest.fixture
+def settings(any_settings: Settings) -> Settings:
+    """These tests run on SQLite and on PostgreSQL."""
+    return any_settings
 
 def test_addresses_are_validated_and_normalised() -> None:
     assert store.normalise_address("  Mario.Rossi@Example.ORG ") == "mario.rossi@example.org"
