@@ -16,8 +16,9 @@ from mailer.people import People
 from mailer.recipients import Recipients
 from mailer.reports import Reports
 from mailer.sending import Sending
+from mailer.workers import Workers
 
 
-class Mailer(Sending, People, Recipients, Archive, Operators, Reports, Inbox, Maintenance):
+class Mailer(Workers, People, Recipients, Archive, Operators, Reports, Inbox, Maintenance):
     """One per process (or per test): the use cases of sending, subscribers, recipients, archive, operators
     and reports. `mailer.reports.Reports(settings)` alone serves the report commands: it imports no ORM."""

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from rich.console import Console
 
     from mailer.app import Mailer
@@ -41,6 +43,8 @@ inbox_app = typer.Typer(help="The bounce and unsubscribe mailbox: bounces, compl
 app.add_typer(inbox_app, name="inbox")
 db_app = typer.Typer(help="The database's schema: check it, upgrade it.", **PLAIN)
 app.add_typer(db_app, name="db")
+campaign_app = typer.Typer(help="Control a campaign from any machine: pause, resume, cancel.", **PLAIN)
+app.add_typer(campaign_app, name="campaign")
 
 
 def main() -> None:
@@ -198,6 +202,11 @@ def send(
     resend_uncertain: bool = typer.Option(
         False, "--resend-uncertain", help="Also resend deliveries whose outcome was lost (some may arrive twice)"
     ),
+    queue: bool = typer.Option(False, "--queue", help="Only start the campaign: `mailer worker` processes send it"),
+    at: Optional[str] = typer.Option(
+        None, "--at", metavar="TIME", help="Schedule for this time (e.g. '2026-12-05 09:00', local time, or with +01:00); workers send it"
+    ),
+    start_late: bool = typer.Option(False, "--start-late", help="Start now although --at is more than an hour in the past"),
 ) -> None:
     """Send an issue to every active subscriber of a list. Running it again never sends anyone the issue twice."""
     import asyncio
@@ -222,14 +231,42 @@ def send(
     if total == 0:
         say("nothing to send")
         return
-    question = f"Send to {total} subscribers" + (f" despite {len(plan.warnings)} warning(s)" if plan.warnings else "") + "?"
+    when = _schedule(at, start_late) if at else None
+    question = f"Send to {total} subscribers" + (f" despite {len(plan.warnings)} warning(s)" if plan.warnings else "")
+    question += f" at {when:%Y-%m-%d %H:%M %Z}?" if when else "?"
     if not yes and not typer.confirm(question, default=False):
         raise typer.Exit(1)
-    campaign = mailer.start_send(plan, allow_changed=allow_changed, resend_uncertain=bool(resend))
+    campaign = mailer.start_send(plan, allow_changed=allow_changed, resend_uncertain=bool(resend), at=when)
+    if at or queue:
+        state = f"scheduled for {when:%Y-%m-%d %H:%M %Z}" if campaign.status == "scheduled" and when else "started"
+        say(f"campaign {campaign.id} {state}: `mailer worker` processes send it "
+            f"(see `mailer report {campaign.id}`; `mailer campaign pause {campaign.id}` stops it)")
+        return
     _run_with_progress(mailer, campaign, plan, total)
     from mailer.report import render_table
 
     _console().print(render_table(mailer.report(str(campaign.id))))
+
+
+def _schedule(text: str, start_late: bool) -> "datetime":
+    """The time --at names (local time unless it says its offset); refused when long past, unless confirmed."""
+    from datetime import datetime, timedelta
+
+    from mailer.errors import MailerError
+
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise MailerError(f"--at {text!r} is not a time: write it as 2026-12-05 09:00 (local time) or 2026-12-05T09:00+01:00") from None
+    when = when.astimezone() if when.tzinfo is None else when  # naive: this machine's local time
+    late = datetime.now(when.tzinfo) - when
+    if late > timedelta(hours=1) and not start_late:
+        hours = late.total_seconds() / 3600
+        if not sys.stdin.isatty() or not typer.confirm(
+            f"{when:%Y-%m-%d %H:%M %Z} is {hours:.1f} hours in the past: start sending now?", default=False
+        ):
+            raise MailerError(f"--at {text} is {hours:.1f} hours in the past; nothing scheduled (pass --start-late to start it now)")
+    return when
 
 
 def _describe_plan(plan: "SendPlan", relay: str, resend: int) -> None:
@@ -261,6 +298,10 @@ def _run_with_progress(mailer: "Mailer", campaign: "Campaign", plan: "SendPlan",
     with progress:
         outcome = asyncio.run(mailer.run_send(campaign, plan.composed_by_language, on_result=advance, handle_signals=True))
     summary = outcome.summary
+    if summary.halted:
+        warn(f"campaign {campaign.id} {summary.halted}; messages in flight were recorded, {outcome.left_queued} "
+             f"deliveries wait: `mailer campaign resume {campaign.id}` to go on")
+        raise typer.Exit(3)
     if summary.error:
         raise MailerError(f"{summary.error}; {outcome.left_queued} deliveries left queued: run the same send again to continue")
     if summary.stopped:
@@ -548,6 +589,71 @@ def inbox_show(inbound_id: int) -> None:
 
 
 # ---- local tools ----------------------------------------------------------------------------------------
+
+# ---- workers and campaign control -----------------------------------------------------------------------
+
+@app.command()
+def worker(
+    once: bool = typer.Option(False, "--once", help="Work on what is due now, then exit"),
+    poll: float = typer.Option(2.0, "--poll", help="Seconds between looks for due campaigns"),
+) -> None:
+    """Send started and scheduled campaigns, beside any number of other workers on this or other machines.
+    Ctrl-C or SIGTERM: the messages in flight finish and are recorded, the rest stays queued."""
+    import asyncio
+    import signal
+
+    from mailer.workers import WorkerRun
+
+    mailer = _mailer()
+
+    def log(run: WorkerRun) -> None:
+        s = run.outcome.summary
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(s.counts.items())) or "nothing sent"
+        extra = f"; {s.halted}" if s.halted else (f"; {s.error}" if s.error else "")
+        say(f"campaign {run.campaign_id} ({run.issue}): {counts} in {s.elapsed:.1f} s{extra}")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        if once:
+            await mailer.work_once(stop=stop, on_run=log)
+        else:
+            say(f"worker {os.getpid()} on {mask_url(mailer.settings.database_url)}, relay {mailer.settings.smtp}: waiting for campaigns")
+            await mailer.work(stop, poll=poll, on_run=log)
+
+    from mailer.settings import mask_url
+
+    asyncio.run(main())
+
+
+@campaign_app.command("pause")
+def campaign_pause(campaign_id: int, reason: str = typer.Option("", "--reason", help="Said in reports and to workers")) -> None:
+    """Stop sending a campaign, on every worker, within seconds; `resume` goes on where it stopped."""
+    campaign = _mailer().pause_campaign(campaign_id, reason)
+    say(f"campaign {campaign_id} paused ({campaign.status_reason}); messages in flight finish and are recorded")
+
+
+@campaign_app.command("resume")
+def campaign_resume(campaign_id: int) -> None:
+    """Let workers send a paused campaign again."""
+    _mailer().resume_campaign(campaign_id)
+    say(f"campaign {campaign_id} resumed: workers send the rest (or run the same `mailer send` again)")
+
+
+@campaign_app.command("cancel")
+def campaign_cancel(
+    campaign_id: int,
+    reason: str = typer.Option("", "--reason", help="Kept with the campaign"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation"),
+) -> None:
+    """End a campaign for good: what has not been sent never will be."""
+    if not yes and not typer.confirm(f"Cancel campaign {campaign_id} for good?", default=False):
+        raise typer.Exit(1)
+    cancelled = _mailer().cancel_campaign(campaign_id, reason)
+    say(f"campaign {campaign_id} cancelled: {cancelled} deliveries will not be sent")
+
 
 # ---- database -------------------------------------------------------------------------------------------
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from mailer.errors import IssueError, SettingsError
+from mailer.errors import IssueError, NotFound, SettingsError
 from mailer.reader import Reader, open_sqlite_reader
 from mailer.settings import NewsletterSettings, Settings
 from subscribers.tokens import TokenSigner
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from sqlmodel import Session
 
     from mailer.dkim import DkimKey, DkimSigner
+    from mailer.models import Campaign
     from mailer.issue import Issue
     from mailer.transport import SmtpConnection
 
@@ -31,6 +32,7 @@ class Core:
         self._owns_engine = engine is None
         self._dkim_key: "DkimKey | None" = None
         self.archive_cache: dict[tuple[str, str, str], str] = {}  # (newsletter, issue, digest) -> composed page
+        self._composed_campaigns: dict[tuple[int | None, str], Any] = {}  # (campaign, digest) -> its editions, composed
 
     @property
     def engine(self) -> "Engine":
@@ -38,7 +40,7 @@ class Core:
         if self._engine is None:
             from mailer.database import open_database
 
-            self._engine = open_database(self.settings.database_url)
+            self._engine = open_database(self.settings.database_url, busy_timeout=self.settings.database_busy_timeout)
         return self._engine
 
     def close(self) -> None:
@@ -72,6 +74,15 @@ class Core:
             yield reader
         finally:
             reader.close()
+
+    def campaign(self, campaign_id: int) -> "Campaign":
+        from mailer.models import Campaign
+
+        with self.session() as session:
+            found = session.get(Campaign, campaign_id)
+        if found is None:
+            raise NotFound(f"no campaign {campaign_id}")
+        return found
 
     def senders(self, count: int | None = None) -> list["SmtpConnection"]:
         from mailer.transport import SmtpConnection

@@ -2,6 +2,7 @@
 Alembic revision (mailer/migrations) whenever it is behind, so an upgrade of the code upgrades the data in place."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK = 0x6D61696C  # PostgreSQL advisory lock key held while the schema is upgraded
 
 
-def open_database(url: str, *, upgrade: bool = True) -> Engine:
+def open_database(url: str, *, upgrade: bool = True, busy_timeout: float = 30.0) -> Engine:
     """An engine for `url`, with the schema in place (unless `upgrade` is false: `mailer db check` only looks).
     Relative SQLite paths are relative to the working directory."""
     try:
@@ -40,8 +41,8 @@ def open_database(url: str, *, upgrade: bool = True) -> Engine:
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args={"timeout": 30})
-            event.listen(engine, "connect", _sqlite_pragmas)
+            engine = create_engine(url, connect_args={"timeout": busy_timeout})
+            event.listen(engine, "connect", functools.partial(_sqlite_pragmas, busy_ms=int(busy_timeout * 1000)))
         else:
             engine = create_engine(url, pool_pre_ping=True)
     except (NoSuchModuleError, ModuleNotFoundError) as exc:
@@ -157,10 +158,10 @@ def schema_transaction(engine: Engine) -> Iterator[Connection]:
                 driver.isolation_level = previous  # type: ignore[union-attr]
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_ms: int = 30000) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers (reports, web) never block the sender
     cursor.execute("PRAGMA synchronous=NORMAL")  # durable at each checkpoint; safe with WAL
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={busy_ms}")  # a writer waits this long for another's lock, then retries (mailer.threaded_ledger)
     cursor.close()

@@ -11,10 +11,8 @@ no SMTP here, and every ledger call is awaited, so a slow database never stops t
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -23,9 +21,10 @@ from mailer.bounces import classify
 from mailer.errors import TransportError
 from mailer.ledger import Claimed, Expired, Recorded, Result
 from mailer.message import EditionBuilders, Outgoing, Recipient
+from mailer.owners import owner_id
 from mailer.retry import RetryRule
-from mailer.statuses import DeliveryStatus
-from mailer.transport import RateLimiter, SmtpReply
+from mailer.statuses import CampaignStatus, DeliveryStatus
+from mailer.replies import SmtpReply
 from subscribers.models import utcnow
 
 
@@ -45,6 +44,14 @@ class Ledger(Protocol):
     async def settle_bounces(self, event_ids: Sequence[int]) -> None: ...
     async def requeue_refused(self, delivery_ids: Sequence[int], event_ids: Sequence[int]) -> None: ...
     async def finish_if_done(self) -> bool: ...
+    async def state(self) -> tuple[str, str]: ...  # the campaign's status and the reason for it
+    async def pause(self, reason: str) -> None: ...
+
+
+class Throttle(Protocol):
+    """The relay's rate limits (mailer.threaded_ledger.SharedThrottle keeps them in the database)."""
+
+    async def wait(self, recipient: str) -> None: ...
 
 
 class Sender(Protocol):
@@ -60,8 +67,10 @@ class DispatchOptions:
     batch_size: int = 20
     lease_seconds: int = 60  # renewed by the heartbeat every quarter of it; a dead run's claims expire after it
     retry: RetryRule = field(default_factory=RetryRule)
-    rate: float = 0.0
     max_rejections: int = 10  # this many 5xx in a row means the relay blocks us: stop
+    control_interval: float = 1.0  # seconds between looks at the campaign's status (pause, cancel)
+    pause_failure_rate: float = 0.0  # pause the campaign when this share of the last attempts failed (0: never)
+    failure_window: int = 200  # ...out of this many
 
 
 @dataclass
@@ -72,6 +81,7 @@ class RunSummary:
     requeued_from_earlier: int = 0  # a crashed run's claims that never reached SMTP
     released: int = 0  # claimed deliveries given back unsent
     stopped: bool = False  # stop() or a signal ended the run early
+    halted: str = ""  # the campaign was paused or cancelled (by an operator or the failure rate): why
     error: str | None = None  # the relay refused us; the rest stays queued
 
 
@@ -88,6 +98,7 @@ class Dispatcher:
         *,
         on_result: Callable[[DeliveryStatus], None] | None = None,
         relay: str = "",
+        throttle: Throttle | None = None,
     ) -> None:
         if not senders:
             raise ValueError("the dispatcher needs at least one SMTP connection")
@@ -97,12 +108,13 @@ class Dispatcher:
         self.options = options
         self.relay = relay
         self.on_result = on_result or (lambda status: None)
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.owner = owner_id(self)
         self.summary = RunSummary()
-        self._limiter = RateLimiter(options.rate)
+        self.throttle = throttle
         self._stopping = asyncio.Event()
         self._streak: list[tuple[int, int | None]] = []  # 5xx since the last delivery: (delivery, its bounce event)
         self._queue_size = 4 * len(self.senders)
+        self._recent: deque[bool] = deque(maxlen=max(options.failure_window, 1))  # last attempts: failed or not
         self.lease_seconds = max(options.lease_seconds, 4)
 
     def stop(self) -> None:
@@ -142,7 +154,11 @@ class Dispatcher:
             await asyncio.gather(*workers, return_exceptions=True)
             await asyncio.gather(*(s.close() for s in self.senders), return_exceptions=True)
             failed = any(t.done() and not t.cancelled() and t.exception() is not None for t in (producer, *workers))
-            if self.summary.stopped or self.summary.error or failed or not await self._relay_has_delivered():
+            if not self.summary.halted and not failed:  # the claims may have dried up because of a pause or cancel
+                status, reason = await self.ledger.state()
+                if status in (CampaignStatus.PAUSED, CampaignStatus.CANCELLED):
+                    self.summary.halted = f"{status}" + (f": {reason}" if reason else "")
+            if self.summary.halted or self.summary.stopped or self.summary.error or failed or not await self._relay_has_delivered():
                 await self._return_streak()  # ended early, or nothing ever got through: nothing proves those bounces real
             else:
                 await self._settle_streak()  # ran to the end, and this relay delivers this campaign: its last bounces are real
@@ -158,10 +174,19 @@ class Dispatcher:
         return self.summary
 
     async def _heartbeat(self) -> None:
-        """Renew this run's leases while it works, so that only a dead run's claims ever expire."""
+        """Renew this run's leases while it works, so that only a dead run's claims ever expire; and watch the
+        campaign's status, so a pause or cancel from any process stops this run within a second or so."""
+        renewed = time.monotonic()
         while True:
-            await asyncio.sleep(self.lease_seconds / 4)
-            await self.ledger.renew(self.owner, self.lease_seconds)
+            await asyncio.sleep(self.options.control_interval)
+            status, reason = await self.ledger.state()
+            if status != CampaignStatus.SENDING:
+                self.summary.halted = f"{status}" + (f": {reason}" if reason else "")
+                self.stop()
+                return
+            if time.monotonic() - renewed >= self.lease_seconds / 4:
+                await self.ledger.renew(self.owner, self.lease_seconds)
+                renewed = time.monotonic()
 
     async def _produce(self, queue: asyncio.Queue[_Job | None]) -> None:
         opts = self.options
@@ -190,7 +215,8 @@ class Dispatcher:
             if job is None or self._stopping.is_set():
                 return
             claimed, outgoing = job
-            await self._limiter.wait()
+            if self.throttle is not None:
+                await self.throttle.wait(outgoing.recipient)
             if self._stopping.is_set():
                 return  # stopped while waiting for our turn: the job goes back to the queue
             if not await self.ledger.mark_handed(claimed.delivery_id, self.owner):
@@ -224,11 +250,31 @@ class Dispatcher:
                     return
             elif verdict.status == DeliveryStatus.SENT:
                 await self._settle_streak()
+            if await self._failure_rate_reached(recorded.status, reply):
+                return
             if verdict.status in (DeliveryStatus.DEFERRED, DeliveryStatus.UNCERTAIN):
                 failures_in_a_row += 1  # a burst of failures slows this connection down: 0.1 s, 0.2 s, ... up to 5 s
                 await asyncio.sleep(min(0.05 * 2**failures_in_a_row, 5.0))
             else:
                 failures_in_a_row = 0
+
+    async def _failure_rate_reached(self, status: DeliveryStatus, reply: SmtpReply) -> bool:
+        """Keep the last attempts' outcomes; past the configured share of failures, pause the campaign, saying why."""
+        limit = self.options.pause_failure_rate
+        if limit <= 0:
+            return False
+        self._recent.append(status in (DeliveryStatus.DEFERRED, DeliveryStatus.UNCERTAIN, DeliveryStatus.FAILED))
+        failed = sum(self._recent)
+        if len(self._recent) < self.options.failure_window or failed < limit * len(self._recent) or self._stopping.is_set():
+            return False
+        reason = (
+            f"{failed} of the last {len(self._recent)} attempts failed (limit {limit:.0%}); "
+            f"last reply: {reply.code or 'no reply'} {reply.text}"
+        )[:480]
+        self.summary.halted = f"{CampaignStatus.PAUSED}: {reason}"
+        await self.ledger.pause(reason)
+        self.stop()
+        return True
 
     async def _relay_has_delivered(self) -> bool:
         """Has any message of this campaign got through (in this run or an earlier one)?"""

@@ -6,6 +6,7 @@ On PostgreSQL the claim's subquery takes row locks with SKIP LOCKED, so several 
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -14,11 +15,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, case, func, literal, select as core_select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from mailer.bounce_log import Bounce, apply_policy, log_bounce, settle, soften
 from mailer.errors import CampaignError
-from mailer.models import Campaign, CampaignEdition, CampaignStatus, Delivery, DeliveryAttempt, DeliveryStatus
+from mailer.models import Campaign, CampaignEdition, CampaignStatus, Delivery, DeliveryAttempt, DeliveryStatus, RateBucket
+from mailer.rate_limits import Bucket
 from subscribers.models import MailingList, Subscriber, Subscription, utcnow
 from subscribers.store import active_members, active_membership
 
@@ -36,19 +39,38 @@ def find_campaign(session: Session, issue: Issue, mailing_list: MailingList) -> 
     ).first()
 
 
-def open_campaign(session: Session, editions: Editions, mailing_list: MailingList, *, allow_changed: bool) -> Campaign:
-    """The campaign of this issue and list, created on first use, with its language editions on record.
-    A changed issue file (any edition) is refused once mail has gone out, unless allowed: recipients of
-    one campaign should get the same text."""
+def open_campaign(
+    session: Session, editions: Editions, mailing_list: MailingList, *, allow_changed: bool, at: datetime | None = None
+) -> Campaign:
+    """The campaign of this issue and list, created on first use, with its language editions on record, and
+    set to sending (or, with `at`, scheduled for then). A changed issue file (any edition) is refused once
+    mail has gone out, unless allowed: recipients of one campaign should get the same text. A paused or
+    cancelled campaign is refused: resuming is the operator's explicit step (`mailer campaign resume`)."""
     campaign = _open_campaign(session, editions, mailing_list, allow_changed=allow_changed)
     assert campaign.id is not None
+    refused = halted_campaign(campaign)
+    if refused:
+        raise CampaignError(refused)
+    campaign.status = CampaignStatus.SCHEDULED if at is not None else CampaignStatus.SENDING
+    campaign.scheduled_at = at
+    session.add(campaign)
     kept = {e.language: e for e in session.exec(select(CampaignEdition).where(CampaignEdition.campaign_id == campaign.id))}
     for language, issue in editions.by_language.items():
         row = kept.get(language) or CampaignEdition(campaign_id=campaign.id, language=language, subject=issue.subject)
         row.subject, row.issue_path, row.issue_source = issue.subject, issue.path, issue.source
         session.add(row)
     session.commit()
+    session.refresh(campaign)
     return campaign
+
+
+def halted_campaign(campaign: Campaign) -> str | None:
+    """Why a send may not go on with this campaign (paused or cancelled), or None."""
+    if campaign.status not in (CampaignStatus.PAUSED, CampaignStatus.CANCELLED):
+        return None
+    why = f" ({campaign.status_reason})" if campaign.status_reason else ""
+    hint = f"run `mailer campaign resume {campaign.id}` first" if campaign.status == CampaignStatus.PAUSED else "nothing more is sent"
+    return f"campaign {campaign.id} of issue {campaign.issue} is {campaign.status}{why}: {hint}"
 
 
 def _open_campaign(session: Session, editions: Editions, mailing_list: MailingList, *, allow_changed: bool) -> Campaign:
@@ -66,7 +88,14 @@ def _open_campaign(session: Session, editions: Editions, mailing_list: MailingLi
             issue_source=source,
         )
         session.add(campaign)
-        session.commit()
+        try:
+            session.commit()
+        except IntegrityError:  # another `send` of the same issue created it a moment ago: use theirs
+            session.rollback()
+            campaign = find_campaign(session, issue, mailing_list)
+            if campaign is None:
+                raise
+            return _open_campaign(session, editions, mailing_list, allow_changed=allow_changed)
         session.refresh(campaign)
         return campaign
     if campaign.issue_digest != digest:
@@ -78,10 +107,6 @@ def _open_campaign(session: Session, editions: Editions, mailing_list: MailingLi
                 "Pass --allow-changed to continue with the new text."
             )
         campaign.issue_digest, campaign.issue_source, campaign.subject = digest, source, issue.subject
-    campaign.status = CampaignStatus.SENDING
-    session.add(campaign)
-    session.commit()
-    session.refresh(campaign)
     return campaign
 
 
@@ -136,11 +161,15 @@ class Expired:
     uncertain: int  # handed to SMTP, outcome unknown: not resent unless an operator asks
 
 
-def expire_leases(engine: Engine, campaign_id: int) -> Expired:
-    """Settle rows left 'sending' past their lease by a crashed or killed worker: those it never handed
-    to SMTP go back to the queue; those it did may have been delivered and become 'uncertain'."""
+def expire_leases(engine: Engine, campaign_id: int, dead_owners: Sequence[str] = ()) -> Expired:
+    """Settle rows left 'sending' by a crashed or killed worker, past their lease or held by an owner known
+    to be dead: those it never handed to SMTP go back to the queue; those it did may have been delivered
+    and become 'uncertain' (at most one per connection the dead run had open)."""
     now = utcnow()
-    stale = (D.campaign_id == campaign_id, D.status == DeliveryStatus.SENDING, D.lease_until < now)
+    lapsed = D.lease_until < now
+    if dead_owners:
+        lapsed = lapsed | D.lease_owner.in_(list(dead_owners))
+    stale = (D.campaign_id == campaign_id, D.status == DeliveryStatus.SENDING, lapsed)
     table = Delivery.__table__  # type: ignore[attr-defined]
     with engine.begin() as conn:
         requeued = conn.execute(
@@ -181,6 +210,7 @@ def claim_batch(engine: Engine, campaign_id: int, owner: str, size: int, lease_s
     due = (
         core_select(D.id)
         .where(D.campaign_id == campaign_id, D.status.in_(PENDING), D.next_attempt_at <= now)
+        .where(core_select(C.id).where(C.id == campaign_id, C.status == CampaignStatus.SENDING).exists())  # paused: nothing
         .order_by(D.id)
         .limit(size)
         .with_for_update(skip_locked=True)  # PostgreSQL: workers skip each other's rows; SQLite ignores it
@@ -346,8 +376,8 @@ def finish_if_done(engine: Engine, campaign_id: int) -> bool:
         last = conn.execute(core_select(func.max(D.updated_at)).where(D.campaign_id == campaign_id)).scalar_one()
         conn.execute(
             update(Campaign.__table__)  # type: ignore[attr-defined]
-            .where(C.id == campaign_id)
-            .values(status=CampaignStatus.DONE, finished_at=last or utcnow())
+            .where(C.id == campaign_id, C.status.in_((CampaignStatus.SENDING, CampaignStatus.PAUSED)))
+            .values(status=CampaignStatus.DONE, finished_at=last or utcnow(), status_reason="")
         )
         return True
 
@@ -422,3 +452,117 @@ def requeue_refused(engine: Engine, delivery_ids: Sequence[int], event_ids: Sequ
             .values(status=DeliveryStatus.QUEUED, attempts=D.attempts - 1, next_attempt_at=utcnow(), updated_at=utcnow())
         )
         soften(conn, list(event_ids))
+
+
+def campaign_state(engine: Engine, campaign_id: int) -> tuple[str, str]:
+    """The campaign's status and the reason given for it (why it was paused or cancelled)."""
+    with engine.connect() as conn:
+        row = conn.execute(core_select(C.status, C.status_reason).where(C.id == campaign_id)).one()
+        return row[0], row[1] or ""
+
+
+def pause(engine: Engine, campaign_id: int, reason: str) -> bool:
+    """Stop claiming this campaign's deliveries, on every worker; in-flight messages finish and are recorded."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(Campaign.__table__)  # type: ignore[attr-defined]
+            .where(C.id == campaign_id, C.status.in_((CampaignStatus.SENDING, CampaignStatus.SCHEDULED)))
+            .values(status=CampaignStatus.PAUSED, status_reason=reason[:500])
+        )
+        return result.rowcount == 1
+
+
+def resume(engine: Engine, campaign_id: int) -> bool:
+    """Let workers claim a paused campaign's deliveries again."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(Campaign.__table__)  # type: ignore[attr-defined]
+            .where(C.id == campaign_id, C.status == CampaignStatus.PAUSED)
+            .values(status=CampaignStatus.SENDING, status_reason="")
+        )
+        return result.rowcount == 1
+
+
+def cancel(engine: Engine, campaign_id: int, reason: str) -> int | None:
+    """End the campaign for good: every delivery not yet handed to a worker becomes 'cancelled' (in-flight
+    ones finish and are recorded). Returns how many were cancelled; None if it was already over."""
+    now = utcnow()
+    with engine.begin() as conn:
+        changed = conn.execute(
+            update(Campaign.__table__)  # type: ignore[attr-defined]
+            .where(C.id == campaign_id, C.status.notin_((CampaignStatus.CANCELLED, CampaignStatus.DONE)))
+            .values(status=CampaignStatus.CANCELLED, status_reason=reason[:500], finished_at=now)
+        )
+        if changed.rowcount != 1:
+            return None
+        cancelled = conn.execute(
+            update(Delivery.__table__)  # type: ignore[attr-defined]
+            .where(D.campaign_id == campaign_id, D.status.in_(PENDING))
+            .values(status=DeliveryStatus.CANCELLED, smtp_reply=f"campaign cancelled: {reason}"[:1000], updated_at=now)
+        )
+        return max(cancelled.rowcount or 0, 0)
+
+
+def campaigns_to_work(engine: Engine) -> list[int]:
+    """Campaigns a worker can work on now: sending with a delivery due, or scheduled for a time now past
+    (the worker enqueues those first). Oldest first."""
+    now = utcnow()
+    due = core_select(D.id).where(D.campaign_id == C.id, D.status.in_(PENDING), D.next_attempt_at <= now).exists()
+    with engine.connect() as conn:
+        return list(conn.execute(
+            core_select(C.id)
+            .where(((C.status == CampaignStatus.SENDING) & due) | ((C.status == CampaignStatus.SCHEDULED) & (C.scheduled_at <= now)))
+            .order_by(C.id)
+        ).scalars())
+
+
+def start_scheduled(engine: Engine, campaign_id: int) -> bool:
+    """A scheduled campaign whose time has come becomes sending (once, whichever worker gets there first)."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(Campaign.__table__)  # type: ignore[attr-defined]
+            .where(C.id == campaign_id, C.status == CampaignStatus.SCHEDULED, C.scheduled_at <= utcnow())
+            .values(status=CampaignStatus.SENDING)
+        )
+        return result.rowcount == 1
+
+
+def lease_owners(engine: Engine, campaign_id: int) -> list[str]:
+    """Who holds leases on this campaign's deliveries now."""
+    with engine.connect() as conn:
+        return list(conn.execute(
+            core_select(D.lease_owner).where(D.campaign_id == campaign_id, D.status == DeliveryStatus.SENDING).distinct()
+        ).scalars())
+
+
+R = RateBucket.__table__  # type: ignore[attr-defined]
+
+
+def take_tokens(engine: Engine, buckets: Sequence[Bucket]) -> float:
+    """Take one token from each bucket, or none: 0.0 when taken, else the seconds until all could give one.
+    One transaction, so workers sharing the buckets (on any machine) take them one at a time."""
+    now = time.time()
+    postgres = engine.dialect.name == "postgresql"
+    least, greatest = (func.least, func.greatest) if postgres else (func.min, func.max)
+    waits: list[float] = []
+    with engine.begin() as conn:
+        for bucket in buckets:
+            elapsed = greatest(literal(now) - R.c.updated, 0.0)
+            refill = update(R).where(R.c.name == bucket.name).values(
+                tokens=least(bucket.capacity, R.c.tokens + elapsed * bucket.rate), updated=greatest(R.c.updated, now),
+            ).returning(R.c.tokens)
+            tokens = conn.execute(refill).scalar()
+            if tokens is None:  # the bucket's first use: it starts full (whichever worker creates it)
+                dialect = postgresql if postgres else sqlite
+                conn.execute(
+                    dialect.insert(R).values(name=bucket.name, tokens=bucket.capacity, updated=now)
+                    .on_conflict_do_nothing(index_elements=["name"])
+                )
+                tokens = conn.execute(refill).scalar_one()
+            if tokens < 1:
+                waits.append(bucket.wait_for(tokens))
+        if waits:
+            return max(waits)  # nothing taken (the refill stays: it is only time passing)
+        for bucket in buckets:
+            conn.execute(update(R).where(R.c.name == bucket.name).values(tokens=R.c.tokens - 1))
+    return 0.0

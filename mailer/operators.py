@@ -107,13 +107,6 @@ class Operators(Core):
 
     # ---- campaigns -----------------------------------------------------------------------------------
 
-    def campaign(self, campaign_id: int) -> Campaign:
-        with self.session() as session:
-            found = session.get(Campaign, campaign_id)
-        if found is None:
-            raise NotFound(f"no campaign {campaign_id}")
-        return found
-
     def campaign_figures(self, campaign_id: int, *, top_domains: int = 8) -> CampaignFigures:
         self.campaign(campaign_id)
         with self.session() as session:

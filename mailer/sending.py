@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING
 from mailer import ledger
 from mailer.bounces import classify
 from mailer.checking import PREVIEW_RECIPIENT, Checking, IssueCheck  # noqa: F401  (re-exported)
-from mailer.errors import MailerError
+from mailer.errors import CampaignError, MailerError
 from mailer.issue import Issue, load_issue
 from mailer.editions import Editions, editions_of
 from mailer.message import EditionBuilders, Recipient
 from mailer.models import Campaign, DeliveryStatus
-from subscribers.models import MailingList
+from mailer.threaded_ledger import settle_dead_claims
+from subscribers.models import MailingList, utcnow
 from subscribers.store import count_active, get_list
 
 if TYPE_CHECKING:  # the composer, dispatcher and transport are imported when a use case needs them
@@ -82,9 +83,12 @@ class Sending(Checking):
         with self.session() as session:
             mailing_list = get_list(session, list_name or newsletter.list)
             campaign = ledger.find_campaign(session, issue, mailing_list)
+            refused = ledger.halted_campaign(campaign) if campaign else None
+            if refused:
+                raise CampaignError(refused)
             cid = campaign.id if campaign else None
             if cid is not None:
-                ledger.expire_leases(engine, cid)  # a killed run's claims: back to the queue, or uncertain
+                settle_dead_claims(engine, cid)  # a killed run's claims: back to the queue, or uncertain
             active = count_active(session, mailing_list)
         assert mailing_list.id is not None
         counts = ledger.count_by_status(engine, cid) if cid else {}
@@ -105,16 +109,33 @@ class Sending(Checking):
             done={s: n for s, n in counts.items() if s not in ledger.PENDING},
         )
 
-    def start_send(self, plan: SendPlan, *, allow_changed: bool = False, resend_uncertain: bool = False) -> Campaign:
+    def start_send(
+        self, plan: SendPlan, *, allow_changed: bool = False, resend_uncertain: bool = False, at: datetime | None = None
+    ) -> Campaign:
         """Open (or reopen) the campaign and enqueue every active subscriber not already in it; with
-        resend_uncertain (an operator's yes), deliveries whose outcome was lost go back to the queue too."""
-        with self.session() as session:
-            campaign = ledger.open_campaign(session, plan.editions, plan.mailing_list, allow_changed=allow_changed)
-        fallback = plan.editions.fallback(plan.composed.newsletter.language)
-        ledger.enqueue(self.engine, campaign, plan.editions.languages, fallback)
+        resend_uncertain (an operator's yes), deliveries whose outcome was lost go back to the queue too.
+        With `at` in the future the campaign is only scheduled: a worker enqueues and sends it then."""
+        if at is not None and at <= utcnow():
+            at = None  # a time already past: start now (the CLI asks first when it is long past)
+        from mailer.threaded_ledger import retry_locked
+
+        def open_it() -> Campaign:
+            with self.session() as session:
+                return ledger.open_campaign(session, plan.editions, plan.mailing_list, allow_changed=allow_changed, at=at)
+
+        campaign = retry_locked(open_it)
+        if at is None:
+            self.enqueue(campaign, plan.editions, plan.composed.newsletter.language)
         if resend_uncertain and campaign.id is not None:
-            ledger.requeue_uncertain(self.engine, campaign.id)
+            retry_locked(lambda: ledger.requeue_uncertain(self.engine, campaign.id or 0))
         return campaign
+
+    def enqueue(self, campaign: Campaign, editions: Editions, default_language: str) -> int:
+        """A delivery for every active subscriber of the campaign's list not yet in it, each with its edition."""
+        from mailer.threaded_ledger import retry_locked
+
+        fallback = editions.fallback(default_language)
+        return retry_locked(lambda: ledger.enqueue(self.engine, campaign, editions.languages, fallback))
 
     async def run_send(
         self,
@@ -123,33 +144,44 @@ class Sending(Checking):
         *,
         on_result: Callable[[DeliveryStatus], None] | None = None,
         handle_signals: bool = False,
+        stop: asyncio.Event | None = None,
     ) -> SendOutcome:
         """Send what is due in this campaign. With handle_signals, Ctrl-C or SIGTERM lets the messages in
-        flight finish and be recorded and gives the rest back to the queue."""
+        flight finish and be recorded and gives the rest back to the queue; setting `stop` does the same."""
         from mailer.dispatch import Dispatcher, DispatchOptions
-        from mailer.threaded_ledger import ThreadedLedger
+        from mailer.threaded_ledger import SharedThrottle, ThreadedLedger
 
         assert campaign.id is not None
         s = self.settings
         campaign_ledger = ThreadedLedger(self.engine, campaign.id, s.bounce_policy)
+        throttle = SharedThrottle(self.engine, str(s.smtp), s.rate_limits) if s.rate_limits else None
         dispatcher = Dispatcher(
             campaign_ledger,
             self.edition_builders(composed_by_language, campaign.id, campaign.list_id),
             self.senders(),
-            DispatchOptions(batch_size=s.batch_size, lease_seconds=s.lease_seconds, retry=s.retry_rule, rate=s.smtp_rate),
+            DispatchOptions(
+                batch_size=s.batch_size, lease_seconds=s.lease_seconds, retry=s.retry_rule,
+                pause_failure_rate=s.pause_failure_rate, failure_window=s.failure_window,
+            ),
             on_result=on_result,
             relay=str(s.smtp),
+            throttle=throttle,
         )
         loop = asyncio.get_running_loop()
         signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
         for signum in signals:
             loop.add_signal_handler(signum, dispatcher.stop)
+        watcher = asyncio.create_task(_stop_when(stop, dispatcher.stop)) if stop is not None else None
         try:
             summary = await dispatcher.run()
         finally:
             for signum in signals:
                 loop.remove_signal_handler(signum)
+            if watcher:
+                watcher.cancel()
             campaign_ledger.close()
+            if throttle:
+                throttle.close()
         ledger.add_sending_time(self.engine, campaign.id, summary.elapsed)
         return SendOutcome(summary, ledger.count_due(self.engine, campaign.id), ledger.next_retry_at(self.engine, campaign.id))
 
@@ -178,3 +210,8 @@ class Sending(Checking):
         if classify(reply).status != DeliveryStatus.SENT:
             raise MailerError(f"test message to {address} not accepted: {reply.code or '-'} {reply.text}")
         return reply, composed
+
+
+async def _stop_when(event: asyncio.Event, stop: Callable[[], None]) -> None:
+    await event.wait()
+    stop()

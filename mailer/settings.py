@@ -13,6 +13,7 @@ from typing import Any, Mapping
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from mailer.policy import BouncePolicy
+from mailer.rate_limits import RateLimits
 from mailer.retry import RetryRule
 from mailer.errors import SettingsError
 
@@ -137,6 +138,17 @@ class Settings:
     retry_max_age: int = 3 * 86400  # a delivery still deferred this long after it was queued fails
     retry_max_backoff: int = 21600  # beyond retry_backoff the waits double up to this
     retry_jitter: float = 0.2
+    smtp_rate_per_minute: float = 0.0
+    smtp_rate_per_hour: float = 0.0
+    smtp_rate_per_domain_per_minute: float = 0.0
+    database_busy_timeout: float = 30.0  # SQLite: seconds a write waits for another's lock before it is retried
+    pause_failure_rate: float = 0.5  # pause a campaign when this share of its last attempts failed (0: never)
+    failure_window: int = 200
+
+    @property
+    def rate_limits(self) -> RateLimits:
+        """The relay's limits, shared through the database by every process sending through it."""
+        return RateLimits(self.smtp_rate, self.smtp_rate_per_minute, self.smtp_rate_per_hour, self.smtp_rate_per_domain_per_minute)
 
     @property
     def retry_rule(self) -> RetryRule:
@@ -278,6 +290,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retry_max_age=_number(env, "MAILER_RETRY_MAX_AGE", _get(data, "dispatch.retry_max_age", 3 * 86400), int),
         retry_max_backoff=_number(env, "MAILER_RETRY_MAX_BACKOFF", _get(data, "dispatch.retry_max_backoff", 21600), int),
         retry_jitter=_number(env, "MAILER_RETRY_JITTER", _get(data, "dispatch.retry_jitter", 0.2), float),
+        smtp_rate_per_minute=_number(env, "MAILER_SMTP_RATE_PER_MINUTE", _get(data, "smtp.rate_per_minute", 0), float),
+        smtp_rate_per_hour=_number(env, "MAILER_SMTP_RATE_PER_HOUR", _get(data, "smtp.rate_per_hour", 0), float),
+        smtp_rate_per_domain_per_minute=_number(
+            env, "MAILER_SMTP_RATE_PER_DOMAIN", _get(data, "smtp.rate_per_domain_per_minute", 0), float
+        ),
+        database_busy_timeout=_number(env, "MAILER_SQLITE_BUSY_TIMEOUT", _get(data, "database.busy_timeout", 30), float),
+        pause_failure_rate=_number(env, "MAILER_PAUSE_FAILURE_RATE", _get(data, "dispatch.pause_failure_rate", 0.5), float),
+        failure_window=_number(env, "MAILER_FAILURE_WINDOW", _get(data, "dispatch.failure_window", 200), int),
     )
     if settings.dkim_key_file and not settings.dkim_selector:
         raise SettingsError("MAILER_DKIM_KEY_FILE is set but MAILER_DKIM_SELECTOR is not: name the key's DNS selector")

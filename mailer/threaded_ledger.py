@@ -21,7 +21,9 @@ from sqlalchemy.exc import OperationalError
 from mailer import ledger
 from mailer.errors import DatabaseUnavailable
 from mailer.ledger import Claimed, Expired, Recorded, Result
+from mailer.owners import dead_here
 from mailer.policy import BouncePolicy
+from mailer.rate_limits import RateLimits
 
 T = TypeVar("T")
 
@@ -50,6 +52,11 @@ def retry_locked(call: Callable[[], T], *, wait: float = LOCK_WAIT) -> T:
         pause = min(pause * 2, 2.0)
 
 
+def settle_dead_claims(engine: Engine, campaign_id: int) -> Expired:
+    """Settle the claims of runs that died: past their lease, or at once when they ran on this host."""
+    return ledger.expire_leases(engine, campaign_id, dead_here(ledger.lease_owners(engine, campaign_id)))
+
+
 class ThreadedLedger:
     """One campaign's ledger; its calls are coroutines whose SQL runs in order on a single database thread."""
 
@@ -64,7 +71,14 @@ class ThreadedLedger:
         return await asyncio.get_running_loop().run_in_executor(self._thread, retry_locked, call)
 
     async def expire_leases(self) -> Expired:
-        return await self._run(ledger.expire_leases, self.campaign_id)
+        """Settle the claims of runs that died: past their lease, or at once when they ran on this host."""
+        return await self._run(settle_dead_claims, self.campaign_id)
+
+    async def state(self) -> tuple[str, str]:
+        return await self._run(ledger.campaign_state, self.campaign_id)
+
+    async def pause(self, reason: str) -> None:
+        await self._run(ledger.pause, self.campaign_id, reason)
 
     async def mark_started(self) -> None:
         await self._run(ledger.mark_started, self.campaign_id)
@@ -101,4 +115,27 @@ class ThreadedLedger:
 
     def close(self) -> None:
         """Wait for the last call to finish, then end the database thread."""
+        self._thread.shutdown(wait=True)
+
+
+class SharedThrottle:
+    """A relay's rate limits, drawn from token buckets in the database: shared by every worker, kept across
+    restarts. Each message waits until every bucket it needs (per second, minute, hour, its domain) gives a token."""
+
+    def __init__(self, engine: Engine, relay: str, limits: RateLimits) -> None:
+        self.engine = engine
+        self.relay = relay
+        self.limits = limits
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="throttle")
+
+    async def wait(self, recipient: str) -> None:
+        buckets = self.limits.buckets(self.relay, recipient.rpartition("@")[2].lower())
+        loop = asyncio.get_running_loop()
+        while True:
+            pause = await loop.run_in_executor(self._thread, retry_locked, functools.partial(ledger.take_tokens, self.engine, buckets))
+            if pause <= 0:
+                return
+            await asyncio.sleep(min(pause, 5.0))
+
+    def close(self) -> None:
         self._thread.shutdown(wait=True)

@@ -1,4 +1,4 @@
-"""SMTP over aiosmtplib: reusable connections, TLS, AUTH, per-connection message limits, a shared rate limit.
+"""SMTP over aiosmtplib: reusable connections, TLS, AUTH, per-connection message limits.
 
 A reply to one message is returned as data (SmtpReply); only a relay we cannot reach or log in to at all
 raises TransportError.
@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
-import time
 
 import aiosmtplib
 
@@ -30,24 +29,6 @@ def data_bytes(message: bytes) -> bytes:
     if not message.endswith(b"\r\n"):
         message += b"\r\n"
     return _LEADING_DOT.sub(b"..", message) + b".\r\n"
-
-
-class RateLimiter:
-    """At most `rate` sends per second across every connection that shares it (0 = unlimited)."""
-
-    def __init__(self, rate: float) -> None:
-        self.interval = 1.0 / rate if rate > 0 else 0.0
-        self._next = 0.0
-        self._lock = asyncio.Lock()
-
-    async def wait(self) -> None:
-        if not self.interval:
-            return
-        async with self._lock:
-            now = time.monotonic()
-            if self._next > now:
-                await asyncio.sleep(self._next - now)
-            self._next = max(now, self._next) + self.interval
 
 
 _TLS_CONTEXTS: dict[bool, ssl.SSLContext] = {}

@@ -105,3 +105,14 @@ def _admin(*statements: str) -> None:
     ) as connection:
         for statement in statements:
             connection.execute(statement)
+
+
+def write_short_issue(folder: Path) -> Path:
+    """The May 2026 issue cut to its first two items (a ~10 KB message), for the tests that send tens of
+    thousands: what they test is the ledger and the SMTP session, not the size of the mail."""
+    text = ISSUE_2026.read_text(encoding="utf-8")
+    head, _, body = text.partition("\n---\n")
+    items = body.split("\n## ")
+    path = folder / "2026-05-work-in-progress.md"
+    path.write_text(head + "\n---\n" + "\n## ".join(items[:3]) + "\n", encoding="utf-8")
+    return path
