@@ -15,7 +15,6 @@ from mailer.operators import Operators
 from mailer.people import People
 from mailer.recipients import Recipients
 from mailer.reports import Reports
-from mailer.sending import Sending
 from mailer.workers import Workers
 
 

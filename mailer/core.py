@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailer.errors import IssueError, NotFound, SettingsError
 from mailer.reader import Reader, open_sqlite_reader
-from mailer.settings import NewsletterSettings, Settings
+from mailer.settings import NewsletterSettings, RelaySettings, Settings
 from subscribers.tokens import TokenSigner
 
 if TYPE_CHECKING:
@@ -84,13 +84,15 @@ class Core:
             raise NotFound(f"no campaign {campaign_id}")
         return found
 
-    def senders(self, count: int | None = None) -> list["SmtpConnection"]:
+    def senders(self, count: int | None = None, *, relay: "RelaySettings | None" = None) -> list["SmtpConnection"]:
+        """Connections to a relay (the main one unless named): its configured number, or `count`."""
         from mailer.transport import SmtpConnection
 
         s = self.settings
+        relay = relay or s.relays[0]
         return [
-            SmtpConnection(s.smtp, timeout=s.smtp_timeout, max_messages=s.smtp_messages_per_connection, data_timeout=s.smtp_data_timeout)
-            for _ in range(count or s.smtp_connections)
+            SmtpConnection(relay.target, timeout=s.smtp_timeout, max_messages=relay.messages_per_connection, data_timeout=s.smtp_data_timeout)
+            for _ in range(count or relay.connections)
         ]
 
     def dkim_signer(self, newsletter: NewsletterSettings) -> "DkimSigner | None":

@@ -63,6 +63,15 @@ class Sender(Protocol):
 
 
 @dataclass(frozen=True)
+class Lane:
+    """One SMTP connection, with the name and rate limits of the relay it goes to."""
+
+    sender: Sender
+    relay: str = ""
+    throttle: Throttle | None = None
+
+
+@dataclass(frozen=True)
 class DispatchOptions:
     batch_size: int = 20
     lease_seconds: int = 60  # renewed by the heartbeat every quarter of it; a dead run's claims expire after it
@@ -93,24 +102,21 @@ class Dispatcher:
         self,
         ledger: Ledger,
         builder: EditionBuilders,
-        senders: Sequence[Sender],
+        lanes: Sequence[Lane | Sender],
         options: DispatchOptions,
         *,
         on_result: Callable[[DeliveryStatus], None] | None = None,
-        relay: str = "",
-        throttle: Throttle | None = None,
     ) -> None:
-        if not senders:
+        if not lanes:
             raise ValueError("the dispatcher needs at least one SMTP connection")
         self.ledger = ledger
         self.builder = builder
-        self.senders = list(senders)
+        self.lanes = [lane if isinstance(lane, Lane) else Lane(lane) for lane in lanes]
+        self.senders = [lane.sender for lane in self.lanes]
         self.options = options
-        self.relay = relay
         self.on_result = on_result or (lambda status: None)
         self.owner = owner_id(self)
         self.summary = RunSummary()
-        self.throttle = throttle
         self._stopping = asyncio.Event()
         self._streak: list[tuple[int, int | None]] = []  # 5xx since the last delivery: (delivery, its bounce event)
         self._queue_size = 4 * len(self.senders)
@@ -135,7 +141,7 @@ class Dispatcher:
         queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=self._queue_size)
         heartbeat = asyncio.create_task(self._heartbeat())
         producer = asyncio.create_task(self._produce(queue))
-        workers = [asyncio.create_task(self._work(sender, queue)) for sender in self.senders]
+        workers = [asyncio.create_task(self._work(lane, queue)) for lane in self.lanes]
         try:
             pending: set[asyncio.Task[None]] = {producer, *workers}
             while any(not w.done() for w in workers):
@@ -208,15 +214,16 @@ class Dispatcher:
         for _ in self.senders:
             await queue.put(None)
 
-    async def _work(self, sender: Sender, queue: asyncio.Queue[_Job | None]) -> None:
+    async def _work(self, lane: Lane, queue: asyncio.Queue[_Job | None]) -> None:
+        sender = lane.sender
         failures_in_a_row = 0  # on this connection: each one waits longer before the next message
         while True:
             job = await queue.get()
             if job is None or self._stopping.is_set():
                 return
             claimed, outgoing = job
-            if self.throttle is not None:
-                await self.throttle.wait(outgoing.recipient)
+            if lane.throttle is not None:
+                await lane.throttle.wait(outgoing.recipient)
             if self._stopping.is_set():
                 return  # stopped while waiting for our turn: the job goes back to the queue
             if not await self.ledger.mark_handed(claimed.delivery_id, self.owner):
@@ -241,7 +248,7 @@ class Dispatcher:
             # delivery between them are more likely the relay's doing (quota, block, misconfiguration).
             recorded = await self._record(claimed, Result(
                 verdict.status, reply.code, reply.text, verdict.bounce_of(reply, claimed.email),
-                stage=reply.stage, retry_at=retry_at, relay=self.relay,
+                stage=reply.stage, retry_at=retry_at, relay=lane.relay,
             ))
             if recorded.status == DeliveryStatus.BOUNCED:
                 self._streak.append((claimed.delivery_id, recorded.bounce_event))

@@ -64,6 +64,11 @@ def open_campaign(
     return campaign
 
 
+def campaign_editions(session: Session, campaign_id: int) -> list[CampaignEdition]:
+    """The language editions recorded for a campaign, as `send` opened it."""
+    return list(session.exec(select(CampaignEdition).where(CampaignEdition.campaign_id == campaign_id)))
+
+
 def halted_campaign(campaign: Campaign) -> str | None:
     """Why a send may not go on with this campaign (paused or cancelled), or None."""
     if campaign.status not in (CampaignStatus.PAUSED, CampaignStatus.CANCELLED):

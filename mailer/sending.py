@@ -148,24 +148,22 @@ class Sending(Checking):
     ) -> SendOutcome:
         """Send what is due in this campaign. With handle_signals, Ctrl-C or SIGTERM lets the messages in
         flight finish and be recorded and gives the rest back to the queue; setting `stop` does the same."""
-        from mailer.dispatch import Dispatcher, DispatchOptions
+        from mailer.dispatch import Dispatcher, DispatchOptions, Lane
         from mailer.threaded_ledger import SharedThrottle, ThreadedLedger
 
         assert campaign.id is not None
         s = self.settings
         campaign_ledger = ThreadedLedger(self.engine, campaign.id, s.bounce_policy)
-        throttle = SharedThrottle(self.engine, str(s.smtp), s.rate_limits) if s.rate_limits else None
+        throttles = {r.name: SharedThrottle(self.engine, r.name, r.limits) for r in s.relays if r.limits}
         dispatcher = Dispatcher(
             campaign_ledger,
             self.edition_builders(composed_by_language, campaign.id, campaign.list_id),
-            self.senders(),
+            [Lane(sender, relay.name, throttles.get(relay.name)) for relay in s.relays for sender in self.senders(relay=relay)],
             DispatchOptions(
                 batch_size=s.batch_size, lease_seconds=s.lease_seconds, retry=s.retry_rule,
                 pause_failure_rate=s.pause_failure_rate, failure_window=s.failure_window,
             ),
             on_result=on_result,
-            relay=str(s.smtp),
-            throttle=throttle,
         )
         loop = asyncio.get_running_loop()
         signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
@@ -180,7 +178,7 @@ class Sending(Checking):
             if watcher:
                 watcher.cancel()
             campaign_ledger.close()
-            if throttle:
+            for throttle in throttles.values():
                 throttle.close()
         ledger.add_sending_time(self.engine, campaign.id, summary.elapsed)
         return SendOutcome(summary, ledger.count_due(self.engine, campaign.id), ledger.next_retry_at(self.engine, campaign.id))

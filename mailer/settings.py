@@ -17,9 +17,18 @@ from mailer.rate_limits import RateLimits
 from mailer.retry import RetryRule
 from mailer.errors import SettingsError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = PROJECT_ROOT / "config" / "mailer.toml"
-TEMPLATES_DIR = PROJECT_ROOT / "templates"
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_DIR.parent  # the checkout (examples/, tests/); in an installed wheel, site-packages
+
+
+def _bundled(name: str) -> Path:
+    """templates/ or config/: inside the package when installed from a wheel, else at the top of the checkout."""
+    installed = PACKAGE_DIR / name
+    return installed if installed.is_dir() else PROJECT_ROOT / name
+
+
+DEFAULT_CONFIG = _bundled("config") / "mailer.toml"
+TEMPLATES_DIR = _bundled("templates")
 
 # Signs links on a developer's machine only; refused whenever MAILER_ENV is not "development".
 # The languages the newsletter, its pages and its notices are written in, each named in itself.
@@ -92,6 +101,19 @@ def mask_url(url: str) -> str:
 
 
 @dataclass(frozen=True)
+class RelaySettings:
+    """One SMTP relay the dispatcher sends through, with its own connections and limits. `[smtp]` is the
+    relay named 'main'; `[relays.NAME]` tables add others (their URLs, with credentials, best given as
+    MAILER_RELAY_<NAME>_URL). A send spreads over every relay's connections."""
+
+    name: str
+    target: SmtpTarget
+    connections: int = 4
+    messages_per_connection: int = 500
+    limits: RateLimits = field(default_factory=RateLimits)
+
+
+@dataclass(frozen=True)
 class NewsletterSettings:
     """The fixed parts of one newsletter: sender, footer, list headers. Issues name it by id."""
 
@@ -141,14 +163,21 @@ class Settings:
     smtp_rate_per_minute: float = 0.0
     smtp_rate_per_hour: float = 0.0
     smtp_rate_per_domain_per_minute: float = 0.0
+    extra_relays: tuple[RelaySettings, ...] = ()  # [relays.NAME], beside the main one
     database_busy_timeout: float = 30.0  # SQLite: seconds a write waits for another's lock before it is retried
     pause_failure_rate: float = 0.5  # pause a campaign when this share of its last attempts failed (0: never)
     failure_window: int = 200
 
     @property
     def rate_limits(self) -> RateLimits:
-        """The relay's limits, shared through the database by every process sending through it."""
+        """The main relay's limits, shared through the database by every process sending through it."""
         return RateLimits(self.smtp_rate, self.smtp_rate_per_minute, self.smtp_rate_per_hour, self.smtp_rate_per_domain_per_minute)
+
+    @property
+    def relays(self) -> tuple[RelaySettings, ...]:
+        """Every relay a send goes through: the main one ([smtp]) first."""
+        main = RelaySettings("main", self.smtp, self.smtp_connections, self.smtp_messages_per_connection, self.rate_limits)
+        return (main, *self.extra_relays)
 
     @property
     def retry_rule(self) -> RetryRule:
@@ -295,6 +324,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         smtp_rate_per_domain_per_minute=_number(
             env, "MAILER_SMTP_RATE_PER_DOMAIN", _get(data, "smtp.rate_per_domain_per_minute", 0), float
         ),
+        extra_relays=_relays(env, data, path),
         database_busy_timeout=_number(env, "MAILER_SQLITE_BUSY_TIMEOUT", _get(data, "database.busy_timeout", 30), float),
         pause_failure_rate=_number(env, "MAILER_PAUSE_FAILURE_RATE", _get(data, "dispatch.pause_failure_rate", 0.5), float),
         failure_window=_number(env, "MAILER_FAILURE_WINDOW", _get(data, "dispatch.failure_window", 200), int),
@@ -306,3 +336,24 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         if value < 1:
             raise SettingsError(f"{name} must be at least 1, got {value}")
     return settings
+
+
+def _relays(env: Mapping[str, str], data: dict[str, Any], path: Path) -> tuple[RelaySettings, ...]:
+    """The [relays.NAME] tables: url (or MAILER_RELAY_<NAME>_URL), connections, messages_per_connection and
+    the same rate limits as [smtp]."""
+    found = []
+    for name, table in (data.get("relays") or {}).items():
+        if name == "main" or not isinstance(table, dict):
+            raise SettingsError(f"{path}: [relays.{name}]: 'main' is the [smtp] relay; name the others differently")
+        var = f"MAILER_RELAY_{name.upper().replace('-', '_')}_URL"
+        url = env.get(var, table.get("url", ""))
+        if not url:
+            raise SettingsError(f"{path}: [relays.{name}] has no url: set it there or in {var}")
+        limits = RateLimits(*(float(table.get(key, 0)) for key in (
+            "rate_per_second", "rate_per_minute", "rate_per_hour", "rate_per_domain_per_minute"
+        )))
+        relay = RelaySettings(name, parse_smtp_url(url), int(table.get("connections", 2)), int(table.get("messages_per_connection", 500)), limits)
+        if relay.connections < 1 or relay.messages_per_connection < 1:
+            raise SettingsError(f"{path}: [relays.{name}]: connections and messages_per_connection must be at least 1")
+        found.append(relay)
+    return tuple(found)

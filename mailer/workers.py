@@ -17,7 +17,7 @@ from mailer import ledger
 from mailer.editions import Editions
 from mailer.errors import CampaignError
 from mailer.issue import parse_issue
-from mailer.models import Campaign, CampaignEdition, CampaignStatus
+from mailer.models import Campaign, CampaignStatus
 from mailer.sending import Sending, SendOutcome
 
 if TYPE_CHECKING:
@@ -37,10 +37,10 @@ class Workers(Sending):
     def recorded_editions(self, campaign: Campaign) -> tuple[Editions, dict[str, "Composed"]]:
         """The campaign's editions as `mailer send` recorded them, composed (once per process and text)."""
         from mailer.compose import compose
-        from sqlmodel import select
 
+        assert campaign.id is not None
         with self.session() as session:
-            rows = list(session.exec(select(CampaignEdition).where(CampaignEdition.campaign_id == campaign.id)))
+            rows = ledger.campaign_editions(session, campaign.id)
         sources = {r.language: (r.issue_source, r.issue_path) for r in rows if r.issue_source}
         if not sources:  # a campaign from before editions were recorded
             primary = parse_issue(campaign.issue_source, campaign.issue_path)

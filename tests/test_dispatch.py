@@ -463,3 +463,48 @@ def test_a_relay_that_has_never_delivered_this_campaign_suppresses_no_one(engine
     with Session(engine) as session:
         assert {s.status for s in session.exec(select(Subscriber))} == {"active"}
         assert {d.status for d in session.exec(select(Delivery))} == {"queued"}
+
+
+def test_a_send_spreads_over_several_relays_each_with_its_own_limits(engine: Engine, settings: Settings) -> None:
+    from mailer.rate_limits import RateLimits
+    from mailer.settings import RelaySettings
+
+    emails = [f"p{n:02d}@example.org" for n in range(60)]
+    add_people(engine, emails)
+
+    async def main():  # type: ignore[no-untyped-def]
+        async with CaptureServer() as first, CaptureServer() as backup:
+            s = settings.with_overrides(
+                smtp=parse_smtp_url(first.url), smtp_connections=1,
+                extra_relays=(RelaySettings("backup", parse_smtp_url(backup.url), connections=1, limits=RateLimits(per_second=10)),),
+            )
+            plan = Mailer(s, engine=engine).plan_send(load_issue(ISSUE_2026), None)
+            summary = await dispatch(engine, s, plan)
+            return summary, first.messages, backup.messages
+
+    summary, first, backup = asyncio.run(main())
+    got = Counter(r for m in [*first, *backup] for r in m.recipients)
+    assert summary.counts[DeliveryStatus.SENT] == 60 and got == {e: 1 for e in emails}
+    assert first and backup and len(backup) <= 10 * summary.elapsed + 2  # the backup relay kept to its 10/s
+
+
+def test_a_421_at_mail_from_on_a_fresh_connection_defers_and_the_run_goes_on(engine: Engine, settings: Settings) -> None:
+    add_people(engine, [f"p{n}@example.org" for n in range(8)])
+    refusals = iter(range(3))
+
+    def busy_at_first(address: str) -> str | None:  # the relay's first three sessions: come back later
+        return "421 4.7.0 Try again later, closing connection" if next(refusals, None) is not None else None
+
+    async def main():  # type: ignore[no-untyped-def]
+        async with CaptureServer(sender_rule=busy_at_first) as server:
+            s = settings.with_overrides(smtp=parse_smtp_url(server.url), smtp_connections=1)
+            plan = Mailer(s, engine=engine).plan_send(load_issue(ISSUE_2026), None)
+            return await dispatch(engine, s, plan), server.messages
+
+    summary, received = asyncio.run(main())
+    assert summary.error is None and summary.counts[DeliveryStatus.DEFERRED] >= 1
+    assert summary.counts[DeliveryStatus.SENT] + summary.counts[DeliveryStatus.DEFERRED] == 8
+    rows = deliveries(engine)
+    deferred = [d for d in rows.values() if d.status == DeliveryStatus.DEFERRED]
+    assert deferred and all(d.smtp_code == 421 and d.smtp_stage == "mail" for d in deferred)
+    assert len(received) == summary.counts[DeliveryStatus.SENT]

@@ -112,3 +112,29 @@ def test_the_bounce_policy_comes_from_the_file_and_the_environment() -> None:
     for bad in ({"MAILER_BOUNCE_THRESHOLD": "0"}, {"MAILER_BOUNCE_COUNT_BLOCKS": "maybe"}, {"MAILER_BOUNCE_RESET_DAYS": "x"}):
         with pytest.raises(SettingsError):
             load_settings(bad)
+
+
+def test_operators_existing_dispatch_settings_keep_their_names_and_new_ones_sit_beside_them() -> None:
+    settings = load_settings({
+        "MAILER_SMTP_TIMEOUT": "7", "MAILER_MAX_ATTEMPTS": "9", "MAILER_SMTP_RATE": "12", "MAILER_RETRY_MAX_AGE": "3600",
+        "MAILER_SMTP_RATE_PER_HOUR": "5000", "MAILER_LEASE_SECONDS": "20",
+    })
+    assert (settings.smtp_timeout, settings.max_attempts, settings.lease_seconds) == (7, 9, 20)
+    assert settings.retry_rule.max_attempts == 9 and settings.retry_rule.max_age == 3600
+    assert settings.retry_rule.backoff == (300, 900, 3600, 14400)  # [dispatch] retry_backoff, as before
+    assert settings.relays[0].limits.describe() == "12/s, 5000/h"
+
+
+def test_several_relays_each_with_its_own_url_limits_and_credentials(tmp_path: Path) -> None:
+    config = tmp_path / "mailer.toml"
+    config.write_text(
+        '[smtp]\nurl = "smtp://relay-a.example:587"\nconnections = 3\n'
+        '[relays.provider-b]\nconnections = 2\nrate_per_minute = 600\nrate_per_domain_per_minute = 60\n'
+    )
+    settings = load_settings({"MAILER_CONFIG": str(config), "MAILER_RELAY_PROVIDER_B_URL": "smtps://user:secret@b.example:465"})
+    main, other = settings.relays
+    assert (main.name, main.target.host, main.connections) == ("main", "relay-a.example", 3)
+    assert (other.name, other.target.host, other.target.password, other.connections) == ("provider-b", "b.example", "secret", 2)
+    assert other.limits.describe() == "600/min, 60/min to each domain" and "secret" not in repr(settings)
+    with pytest.raises(SettingsError, match=r"\[relays.provider-b\] has no url: set it there or in MAILER_RELAY_PROVIDER_B_URL"):
+        load_settings({"MAILER_CONFIG": str(config)})

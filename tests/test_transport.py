@@ -8,7 +8,10 @@ import pytest
 from mailer.capture import CaptureServer
 from mailer.errors import TransportError
 from mailer.settings import parse_smtp_url
-from mailer.transport import DONE, MAIL, RCPT, RateLimiter, SmtpConnection
+from mailer.bounces import classify
+from mailer.models import DeliveryStatus
+from mailer.replies import SmtpReply
+from mailer.transport import DATA, DONE, END, MAIL, RCPT, SmtpConnection
 
 MESSAGE = b"Subject: t\r\n\r\n.leading dot\r\nbody\r\n"
 
@@ -89,14 +92,55 @@ def test_an_unreachable_relay_raises_after_retries() -> None:
         asyncio.run(connection.send("f@example.org", "r@example.org", MESSAGE))
 
 
-def test_rate_limiter_spaces_calls() -> None:
-    async def main() -> float:
-        limiter = RateLimiter(50)
-        started = asyncio.get_running_loop().time()
-        await asyncio.gather(*(limiter.wait() for _ in range(11)))
-        return asyncio.get_running_loop().time() - started
+async def _scripted_server(hang_up_after: str) -> tuple[asyncio.AbstractServer, int, list[bytes]]:
+    """A raw SMTP server that answers every command with success and hangs up without a word at one point:
+    'rcpt' right after its 250 to RCPT TO, 'dot' after reading the message's final dot."""
+    received: list[bytes] = []
 
-    assert asyncio.run(main()) >= 10 / 50 * 0.95
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 scripted ESMTP\r\n")
+        while line := await reader.readline():
+            command = line[:4].upper()
+            if command == b"EHLO":
+                writer.write(b"250-scripted\r\n250 8BITMIME\r\n")
+            elif command == b"DATA":
+                writer.write(b"354 go ahead\r\n")
+                await writer.drain()
+                data = b""
+                while not data.endswith(b"\r\n.\r\n"):
+                    data += await reader.readline()
+                received.append(data)
+                if hang_up_after == "dot":
+                    break
+                writer.write(b"250 2.0.0 queued\r\n")
+            else:
+                writer.write(b"250 OK\r\n")
+                if command == b"RCPT" and hang_up_after == "rcpt":
+                    await writer.drain()
+                    break
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(session, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1], received
+
+
+@pytest.mark.parametrize(("hang_up_after", "stage", "kept"), [("rcpt", DATA, 0), ("dot", END, 1)])
+def test_the_stage_a_line_is_lost_at_says_whether_the_message_can_have_arrived(hang_up_after: str, stage: str, kept: int) -> None:
+    async def main() -> tuple[SmtpReply, list[bytes]]:
+        server, port, received = await _scripted_server(hang_up_after)
+        async with server:
+            connection = SmtpConnection(parse_smtp_url(f"smtp://127.0.0.1:{port}"), timeout=5)
+            reply = await connection.send("from@example.org", "to@example.org", MESSAGE)
+            await connection.close()
+        return reply, received
+
+    reply, received = asyncio.run(main())
+    assert (reply.code, reply.stage) == (None, stage)
+    assert len(received) == kept
+    assert classify(reply).status == (DeliveryStatus.UNCERTAIN if kept else DeliveryStatus.DEFERRED)
+    if kept:  # what went over the line: CRLF, the leading dot doubled, the final dot (mailer.transport.data_bytes)
+        assert received[0] == b"Subject: t\r\n\r\n..leading dot\r\nbody\r\n.\r\n"
 
 
 class _Recorder:
