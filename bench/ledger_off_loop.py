@@ -5,13 +5,15 @@ Two situations, each run with both ledgers in this one process, one after the ot
 - quiet: nothing else uses the database;
 - busy: another process holds SQLite's write lock for 2 s out of every 3 (as a long import does), with a
   busy timeout of 30 s. On the loop, every connection waits out each lock; off the loop, only the database
-  thread does, and the connections finish the messages they already hold.
+  thread does, and the connections finish the messages they already hold;
+- and, with --postgresql (or MAILER_TEST_POSTGRESQL_URL), quiet on a PostgreSQL server.
 The sink is an aiosmtpd server in another process; messages are the May 2026 issue.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import subprocess
 import sys
 import tempfile
@@ -60,10 +62,11 @@ async def loop_lag(stop: asyncio.Event) -> float:
     return worst
 
 
-def one_run(kind: type[ThreadedLedger], port: int, count: int, folder: Path, busy: bool) -> tuple[float, float]:
+def one_run(kind: type[ThreadedLedger], port: int, count: int, folder: Path, busy: bool, postgresql: str = "") -> tuple[float, float]:
     path = folder / f"{kind.__name__}-{busy}.sqlite"
+    url = fresh_postgresql_database(postgresql, f"bench_{kind.__name__.lower()}_{os.getpid()}") if postgresql else f"sqlite:///{path}"
     settings = load_settings({}).with_overrides(
-        database_url=f"sqlite:///{path}", smtp=parse_smtp_url(f"smtp://127.0.0.1:{port}"), smtp_connections=4
+        database_url=url, smtp=parse_smtp_url(f"smtp://127.0.0.1:{port}"), smtp_connections=4
     )
     engine, mailer, plan, campaign = prepare_campaign(settings, count)
     assert campaign.id is not None
@@ -95,9 +98,24 @@ def one_run(kind: type[ThreadedLedger], port: int, count: int, folder: Path, bus
     return sent / elapsed, lag
 
 
+def fresh_postgresql_database(admin_url: str, name: str) -> str:
+    """A new, empty database on the server `admin_url` names (its role may create databases)."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(admin_url)
+    with psycopg.connect(host=url.host, port=url.port, user=url.username, password=url.password,
+                         dbname=url.database or "postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--postgresql", default=os.environ.get("MAILER_TEST_POSTGRESQL_URL", ""),
+                        help="also measure on this PostgreSQL server (a role that may create databases)")
     args = parser.parse_args()
     port = free_port()
     sink, sink_name = start_sink(port)
@@ -112,6 +130,13 @@ def main() -> None:
                     print(f"{label:48} ledger {where}: {rate:6.0f} msg/s, longest event-loop stall {lag * 1000:7.1f} ms")
                 ratio = figures[ThreadedLedger][0] / figures[OnLoopLedger][0]
                 print(f"{label:48} rate off the loop / on the loop: {ratio:.2f}")
+            if args.postgresql:
+                figures = {kind: one_run(kind, port, args.messages, Path(tmp), False, args.postgresql) for kind in (OnLoopLedger, ThreadedLedger)}
+                for kind, (rate, lag) in figures.items():
+                    where = "on the event loop " if kind is OnLoopLedger else "on its own thread"
+                    print(f"{'PostgreSQL (same machine)':48} ledger {where}: {rate:6.0f} msg/s, longest event-loop stall {lag * 1000:7.1f} ms")
+                ratio = figures[ThreadedLedger][0] / figures[OnLoopLedger][0]
+                print(f"{'PostgreSQL (same machine)':48} rate off the loop / on the loop: {ratio:.2f}")
     finally:
         sink.terminate()
         sink.wait()

@@ -35,6 +35,7 @@ class FaultHandler:
     fault_rate: float = 0.0
     stall_seconds: float = 2.0
     seed: int = 1
+    stall_for: frozenset[str] = frozenset()  # these recipients always stall at RCPT
     accepted: Counter[str] = field(default_factory=Counter)  # recipient -> times the message was kept
     replies: dict[str, list[int | None]] = field(default_factory=lambda: defaultdict(list))  # recipient -> codes given
     faults: Counter[str] = field(default_factory=Counter)
@@ -55,7 +56,7 @@ class FaultHandler:
             return fault
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
-        fault = self._draw()
+        fault = "stall" if address in self.stall_for else self._draw()
         envelope.fault = fault  # type: ignore[attr-defined]
         if fault == "stall":
             await asyncio.sleep(self.stall_seconds)  # the client gives up first

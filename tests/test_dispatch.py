@@ -508,3 +508,41 @@ def test_a_421_at_mail_from_on_a_fresh_connection_defers_and_the_run_goes_on(eng
     deferred = [d for d in rows.values() if d.status == DeliveryStatus.DEFERRED]
     assert deferred and all(d.smtp_code == 421 and d.smtp_stage == "mail" for d in deferred)
     assert len(received) == summary.counts[DeliveryStatus.SENT]
+
+
+def test_a_stalled_server_costs_one_timeout_on_that_connection_only(engine: Engine, settings: Settings) -> None:
+    from tests.fault_server import fault_server
+
+    emails = [f"p{n:02d}@example.org" for n in range(20)]
+    add_people(engine, [*emails, "stall@example.org"])
+    with fault_server(stall_for=frozenset({"stall@example.org"}), stall_seconds=5) as (server, port):
+        s = settings.with_overrides(smtp=parse_smtp_url(f"smtp://127.0.0.1:{port}"), smtp_connections=2, smtp_timeout=0.5)
+        plan = Mailer(s, engine=engine).plan_send(load_issue(ISSUE_2026), None)
+        summary = asyncio.run(dispatch(engine, s, plan))
+    assert summary.counts[DeliveryStatus.SENT] == 20 and summary.counts[DeliveryStatus.DEFERRED] == 1
+    assert summary.elapsed < 2.5  # one 0.5 s timeout (no QUIT to wait out), while the other connection carried on
+    assert deliveries(engine)["stall@example.org"].smtp_stage == "rcpt"
+
+
+def test_a_failure_rate_past_the_limit_pauses_the_campaign_and_says_why(engine: Engine, settings: Settings) -> None:
+    add_people(engine, [f"p{n:02d}@example.org" for n in range(60)])
+
+    async def main():  # type: ignore[no-untyped-def]
+        async with CaptureServer(rule=lambda r: "451 4.3.2 System not accepting network messages") as server:
+            s = settings.with_overrides(smtp=parse_smtp_url(server.url), pause_failure_rate=0.5, failure_window=6, smtp_connections=2)
+            plan = Mailer(s, engine=engine).plan_send(load_issue(ISSUE_2026), None)
+            return await dispatch(engine, s, plan)
+
+    summary = asyncio.run(main())
+    assert summary.halted.startswith("paused: 6 of the last 6 attempts failed (limit 50%); last reply: 451 4.3.2")
+    assert summary.counts[DeliveryStatus.DEFERRED] < 12  # it stopped well before the end of the list
+    with Session(engine) as session:
+        campaign = session.exec(select(Campaign)).one()
+    assert campaign.status == "paused" and "6 of the last 6 attempts failed" in campaign.status_reason
+    assert {d.status for d in deliveries(engine).values()} == {DeliveryStatus.DEFERRED, DeliveryStatus.QUEUED}
+
+
+def test_a_per_domain_rate_spaces_the_messages_to_one_domain(engine: Engine, settings: Settings) -> None:
+    add_people(engine, [f"p{n:02d}@libero.it" for n in range(16)])
+    server, summary = run_in_loop(engine, settings, smtp_rate_per_domain_per_minute=120.0)  # 2/s after a burst of 12
+    assert summary.counts[DeliveryStatus.SENT] == 16 and summary.elapsed >= (16 - 12) / 2
