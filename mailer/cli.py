@@ -277,6 +277,10 @@ def _describe_plan(plan: "SendPlan", relay: str, resend: int) -> None:
         + (f"; {plan.waiting} waiting for a retry from {plan.next_retry:%Y-%m-%d %H:%M} UTC" if plan.next_retry else "")
         + (f"; already done: {', '.join(f'{n} {s}' for s, n in sorted(plan.done.items()))}" if plan.done else "")
     )
+    held = plan.done.get("sending", 0)
+    if held:
+        say(f"{held} deliveries are being sent by another process (a worker, or a run on another machine); if it has "
+            f"died, they come back within {plan.lease_seconds} s, when its lease runs out", style="yellow")
     if resend:
         say(f"also resending {resend} uncertain deliveries: some of these people may get the issue twice", style="yellow")
     if len(plan.composed_by_language) > 1:

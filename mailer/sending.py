@@ -44,7 +44,8 @@ class SendPlan:
     pending: int  # deliveries already queued, or deferred with their retry due
     waiting: int  # deferred deliveries whose retry is not due yet
     next_retry: datetime | None
-    done: dict[str, int]  # existing deliveries by final status
+    done: dict[str, int]  # existing deliveries by final status ('sending': held by another live process)
+    lease_seconds: int = 60  # how soon a dead process's claims come back
 
     @property
     def to_send(self) -> int:
@@ -107,6 +108,7 @@ class Sending(Checking):
             waiting=waiting,
             next_retry=ledger.next_retry_at(engine, cid) if waiting and cid else None,
             done={s: n for s, n in counts.items() if s not in ledger.PENDING},
+            lease_seconds=self.settings.lease_seconds,
         )
 
     def start_send(

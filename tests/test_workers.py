@@ -216,3 +216,20 @@ def test_a_send_beside_a_long_import_waits_for_the_lock_instead_of_failing(tmp_p
     with Session(engine := open_database(url)) as session:
         assert {d.status for d in session.exec(select(Delivery))} == {"sent"}
     engine.dispose()
+
+
+def test_a_send_says_when_another_process_holds_deliveries(settings: Settings, sink: tuple[FaultHandler, int]) -> None:
+    handler, port = sink
+    people(settings, 5)
+    env = environment(settings, port)
+    assert run(["send", str(ISSUE_2026), "--queue", "--yes"], env).returncode == 0
+    engine = open_database(settings.database_url)
+    with engine.begin() as conn:  # a worker on another machine claimed two (alive or not, we cannot tell from here)
+        conn.execute(text(
+            "UPDATE delivery SET status = 'sending', lease_owner = 'elsewhere:4242:1', lease_until = :until "
+            "WHERE id IN (SELECT id FROM delivery ORDER BY id LIMIT 2)"
+        ), {"until": (datetime.now(timezone.utc) + timedelta(seconds=60)).strftime("%Y-%m-%d %H:%M:%S.%f")})
+    engine.dispose()
+    planned = run(["send", str(ISSUE_2026), "--dry-run"], env)
+    assert "2 deliveries are being sent by another process" in planned.stdout, planned.stdout
+    assert "they come back within 60 s, when its lease runs out" in planned.stdout
