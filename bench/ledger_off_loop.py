@@ -7,7 +7,7 @@ Two situations, each run with both ledgers in this one process, one after the ot
   busy timeout of 30 s. On the loop, every connection waits out each lock; off the loop, only the database
   thread does, and the connections finish the messages they already hold;
 - and, with --postgresql (or MAILER_TEST_POSTGRESQL_URL), quiet on a PostgreSQL server.
-The sink is an aiosmtpd server in another process; messages are the May 2026 issue.
+The sink is Postfix's smtp-sink (bench/postfix_tools.py); messages are the May 2026 issue.
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ from mailer.settings import load_settings, parse_smtp_url
 from mailer.threaded_ledger import ThreadedLedger, retry_locked
 
 sys.path.insert(0, str(Path(__file__).parent))
-from send_rate import free_port, prepare_campaign, start_sink  # noqa: E402
+from postfix_tools import find_postfix_tools, free_port  # noqa: E402
+from send_rate import prepare_campaign  # noqa: E402
 
 T = TypeVar("T")
 
@@ -118,8 +119,11 @@ def main() -> None:
                         help="also measure on this PostgreSQL server (a role that may create databases)")
     args = parser.parse_args()
     port = free_port()
-    sink, sink_name = start_sink(port)
-    print(f"sink: {sink_name}; {args.messages} messages over 4 connections, SQLite ledger")
+    tools = find_postfix_tools()
+    if tools is None:
+        raise SystemExit("Postfix's smtp-sink not found and could not be downloaded (apt-get download postfix)")
+    sink = tools.start_sink(port)
+    print(f"sink: Postfix smtp-sink; {args.messages} messages over 4 connections")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for busy in (False, True):

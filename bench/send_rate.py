@@ -1,18 +1,18 @@
-"""Send throughput: the dispatcher into a local sink, against Postfix's smtp-source into the same sink.
+"""Send throughput: `mailer send`'s real path (a database, claims, per-message build, aiosmtplib, a recorded
+result per message) into Postfix's smtp-sink, against Postfix's own load generator smtp-source into the
+same sink, in the same run: same sessions (8), same message size, connections kept open (-d; ours reopen
+after the product's default messages_per_connection). Medians of --runs runs; the ratio is the figure.
 
-The sink is Postfix's smtp-sink when installed (`apt-get install postfix`), else an aiosmtpd server in
-another process. Both senders use the same number of connections and message size, one after the other in
-this run; the ratio is the figure (the machine is shared and noisy). The dispatcher's run is the real path:
-SQLite file, claims, per-message build, aiosmtplib, a committed result per message.
+The Postfix tools come from bench/postfix_tools.py (PATH, /usr/sbin, or Debian's package extracted into a
+cache). Without them the script says so and stops: an aiosmtpd sink would measure aiosmtpd.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
-import shutil
-import socket
-import subprocess
+import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -21,51 +21,22 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from mailer.app import Mailer
-from mailer.database import open_database
-from mailer.issue import load_issue
-from mailer.models import Campaign
-from mailer.sending import PREVIEW_RECIPIENT, SendPlan
-from mailer.settings import PROJECT_ROOT, Settings, load_settings, parse_smtp_url
-from subscribers import store
+sys.path.insert(0, str(Path(__file__).parent))
+from postfix_tools import find_postfix_tools, free_port  # noqa: E402
 
-SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
-SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
-AIOSMTPD_SINK = """
-import asyncio, sys
-from mailer.capture import CaptureServer
-async def main():
-    async with CaptureServer(port=int(sys.argv[1]), keep_in_memory=False):
-        await asyncio.Event().wait()
-asyncio.run(main())
-"""
+from mailer.app import Mailer  # noqa: E402
+from mailer.database import open_database  # noqa: E402
+from mailer.issue import load_issue  # noqa: E402
+from mailer.models import Campaign  # noqa: E402
+from mailer.sending import PREVIEW_RECIPIENT, SendPlan  # noqa: E402
+from mailer.settings import PROJECT_ROOT, Settings, load_settings, parse_smtp_url  # noqa: E402
+from subscribers import store  # noqa: E402
+
+ISSUE = PROJECT_ROOT / "examples" / "2026-05-work-in-progress.md"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_sink(port: int) -> tuple[subprocess.Popen[bytes], str]:
-    if Path(SINK).exists():
-        user = ["-u", "nobody"] if os.geteuid() == 0 else []
-        proc = subprocess.Popen([SINK, *user, f"127.0.0.1:{port}", "256"])
-        name = "Postfix smtp-sink"
-    else:
-        proc = subprocess.Popen([sys.executable, "-c", AIOSMTPD_SINK, str(port)], cwd=PROJECT_ROOT)
-        name = "aiosmtpd in another process"
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, name
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("sink did not start")
-
-
-def prepare_campaign(settings: Settings, count: int) -> tuple[Engine, Mailer, SendPlan, Campaign]:
-    """`count` subscribers in a new database, and the May 2026 issue's campaign to them, started."""
+def prepare_campaign(settings: Settings, count: int, issue: Path = ISSUE) -> tuple[Engine, Mailer, SendPlan, Campaign]:
+    """`count` subscribers in a new database, and the issue's campaign to them, started."""
     engine = open_database(settings.database_url)
     with Session(engine) as session:
         wip = store.get_or_create_list(session, "work-in-progress")
@@ -73,60 +44,74 @@ def prepare_campaign(settings: Settings, count: int) -> tuple[Engine, Mailer, Se
         store.add_subscribers(session, wip, people, source="bench")
         session.commit()
     mailer = Mailer(settings, engine=engine)
-    plan = mailer.plan_send(load_issue(PROJECT_ROOT / "examples" / "2026-05-work-in-progress.md"), None)
+    plan = mailer.plan_send(load_issue(issue), None)
     return engine, mailer, plan, mailer.start_send(plan)
 
 
-def dispatcher_run(port: int, count: int, connections: int, folder: Path) -> tuple[float, int, int]:
+def dispatcher_run(url: str, port: int, count: int, sessions: int, **overrides: object) -> tuple[float, int, int, float]:
+    """(seconds, messages sent, message size, CPU seconds per message) of one send."""
     settings = load_settings({}).with_overrides(
-        database_url=f"sqlite:///{folder / 'bench.sqlite'}",
-        smtp=parse_smtp_url(f"smtp://127.0.0.1:{port}"),
-        smtp_connections=connections,
-        smtp_messages_per_connection=100_000,
+        database_url=url, smtp=parse_smtp_url(f"smtp://127.0.0.1:{port}"), smtp_connections=sessions, **overrides
     )
     engine, mailer, plan, campaign = prepare_campaign(settings, count)
+    size = len(mailer.builder_for(plan.composed, 1, 1).build(PREVIEW_RECIPIENT).data)
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     outcome = asyncio.run(mailer.run_send(campaign, plan.composed_by_language))
     elapsed = time.perf_counter() - started
-    size = len(mailer.builder_for(plan.composed, 1, 1).build(PREVIEW_RECIPIENT).data)
+    after = resource.getrusage(resource.RUSAGE_SELF)
     engine.dispose()
-    return elapsed, outcome.summary.counts.get("sent", 0), size
+    sent = outcome.summary.counts.get("sent", 0)
+    cpu_s = (after.ru_utime + after.ru_stime) - (cpu.ru_utime + cpu.ru_stime)
+    return elapsed, sent, size, cpu_s / max(sent, 1)
 
 
-def smtp_source_run(port: int, count: int, connections: int, size: int) -> float | None:
-    if not Path(SOURCE).exists():
-        return None
-    started = time.perf_counter()
-    subprocess.run(
-        [SOURCE, "-s", str(connections), "-m", str(count), "-l", str(size), "-f", "bench@example.org",
-         "-t", "lettore@example.org", f"127.0.0.1:{port}"],
-        check=True,
-    )
-    return time.perf_counter() - started
+def fresh_database(kind: str, folder: Path, n: int, postgresql: str) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{folder / f'bench-{n}.sqlite'}"
+    from ledger_off_loop import fresh_postgresql_database
+
+    return fresh_postgresql_database(postgresql, f"bench_send_{os.getpid()}_{n}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--messages", type=int, default=5000)
-    parser.add_argument("--connections", type=int, default=4)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--sessions", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--postgresql", default=os.environ.get("MAILER_TEST_POSTGRESQL_URL", ""),
+                        help="also measure with this PostgreSQL server as the store (a role that may create databases)")
     args = parser.parse_args()
+    tools = find_postfix_tools()
+    if tools is None:
+        raise SystemExit("Postfix's smtp-sink/smtp-source not found and could not be downloaded (apt-get download postfix)")
     port = free_port()
-    sink, sink_name = start_sink(port)
+    sink = tools.start_sink(port)
+    kinds = ["sqlite"] + (["postgresql"] if args.postgresql else [])
+    ours: dict[str, list[float]] = {k: [] for k in kinds}
+    cpu: dict[str, list[float]] = {k: [] for k in kinds}
+    reference: list[float] = []
+    size = 0
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            elapsed, sent, size = dispatcher_run(port, args.messages, args.connections, Path(tmp))
-        reference = smtp_source_run(port, args.messages, args.connections, size)
+            for n in range(args.runs):
+                for kind in kinds:
+                    url = fresh_database(kind, Path(tmp), n, args.postgresql)
+                    elapsed, sent, size, cpu_per = dispatcher_run(url, port, args.messages, args.sessions)
+                    assert sent == args.messages, f"{sent} of {args.messages} sent"
+                    ours[kind].append(sent / elapsed)
+                    cpu[kind].append(cpu_per)
+                reference.append(args.messages / tools.run_source(port, messages=args.messages, sessions=args.sessions, size=size))
     finally:
         sink.terminate()
         sink.wait()
-    rate = sent / elapsed
-    print(f"sink: {sink_name}; {args.messages} messages of {size // 1000} KB over {args.connections} connections")
-    print(f"dispatcher (SQLite ledger, commit per result): {sent} sent in {elapsed:.2f} s = {rate:7.0f} msg/s")
-    if reference:
-        print(f"Postfix smtp-source (no ledger, no build):      {args.messages} in {reference:.2f} s = {args.messages / reference:7.0f} msg/s")
-        print(f"ratio dispatcher / smtp-source: {rate / (args.messages / reference):.2f}")
-    else:
-        print("smtp-source not installed (apt-get install postfix): no reference figure")
+    ref = statistics.median(reference)
+    print(f"{args.messages} messages of {size / 1000:.0f} KB, {args.sessions} sessions, into Postfix smtp-sink; medians of {args.runs} runs")
+    print(f"Postfix smtp-source -s {args.sessions} -d:         {ref:7.0f} msg/s")
+    for kind in kinds:
+        rate = statistics.median(ours[kind])
+        print(f"mailer send ({kind:10}):           {rate:7.0f} msg/s, {statistics.median(cpu[kind]) * 1000:.2f} ms CPU per message, "
+              f"ratio {rate / ref:.2f} (runs: {', '.join(f'{r:.0f}' for r in ours[kind])})")
 
 
 if __name__ == "__main__":
