@@ -17,6 +17,7 @@ from email.utils import formataddr, formatdate
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from mailer.wire import WireReady
 from mailer.slots import EMAIL_SLOT, PREFERENCES_SLOT, SLOTS, UNSUBSCRIBE_SLOT
 from mailer.errors import ComposeError
 from subscribers.tokens import TokenSigner
@@ -49,9 +50,30 @@ class Outgoing:
     message_id: str
 
 
+_QP_UNIT = re.compile(rb"=[0-9A-F]{2}|.", re.S)  # what a quoted-printable line may be cut between
+
+
 def _qp(text: str) -> bytes:
-    encoded = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), istext=True)
-    return encoded.replace(b"\r\n", b"\n").replace(b"\n", CRLF)
+    """Quoted-printable with CRLF endings, and a dot that would begin a line written =2E: no line of our
+    messages starts with a dot, so SMTP's dot-stuffing has nothing to do (mailer.transport.data_bytes)."""
+    encoded = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), istext=True).replace(b"\r\n", b"\n")
+    if encoded.startswith(b".") or b"\n." in encoded:
+        encoded = b"\n".join(_dot_escaped(line) if line.startswith(b".") else line for line in encoded.split(b"\n"))
+    return encoded.replace(b"\n", CRLF)
+
+
+def _dot_escaped(line: bytes) -> bytes:
+    """A quoted-printable line starting with '.' as '=2E...', cut again (soft breaks) to stay within 76."""
+    soft = line.endswith(b"=")
+    units = _QP_UNIT.findall(line[:-1] if soft else line)
+    lines, current = [], b""
+    for unit in units:
+        if len(current) + len(unit) > 75:  # room for the soft break's '='
+            lines.append(current + b"=")
+            current = b""
+        current += b"=2E" if not current and unit == b"." else unit  # no line may begin with a dot
+    lines.append(current + (b"=" if soft else b""))
+    return b"\n".join(lines)
 
 
 class _SplicedPart:
@@ -185,7 +207,7 @@ class MessageBuilder:
         )
         body = [self.text_head, *self.text.render(values), self.html_head, *self.html.render(values), self.tail]
         signature = self._signature(headers, body) if self.dkim else b""
-        data = b"".join([signature, headers, CRLF, *body])
+        data = WireReady(b"".join([signature, headers, CRLF, *body]))  # _qp and _header keep it so
         tag = self.signer.bounce_tag(r.delivery_id)
         return Outgoing(f"{self.bounce_local}+{tag}@{self.bounce_domain}", r.email, data, message_id)
 

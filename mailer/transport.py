@@ -14,6 +14,7 @@ import aiosmtplib
 from mailer.errors import TransportError
 from mailer.replies import DATA, DONE, END, MAIL, RCPT, SmtpReply  # noqa: F401  (re-exported)
 from mailer.settings import SmtpTarget
+from mailer.wire import WireReady
 
 
 DATA_TIMEOUT = 600.0  # RFC 5321 4.5.3.2.6: wait up to 10 minutes for the reply to the end of the message
@@ -24,11 +25,15 @@ _LEADING_DOT = re.compile(rb"(?m)^\.")
 def data_bytes(message: bytes) -> bytes:
     """The message as it travels after DATA: CRLF line endings, leading dots doubled (RFC 5321 4.5.2), and
     the final dot. What aiosmtplib's own data() sends; here, so that the transport knows when the final dot
-    has left (mailer.replies.END) and a lost line before it is known not to have delivered anything."""
-    message = _LINE_ENDINGS.sub(b"\r\n", message)
+    has left (mailer.replies.END) and a lost line before it is known not to have delivered anything.
+
+    Our messages are built that way (mailer.wire.WireReady) and go as they are; anything else is rewritten
+    as aiosmtplib would."""
+    if not isinstance(message, WireReady):
+        message = _LEADING_DOT.sub(b"..", _LINE_ENDINGS.sub(b"\r\n", message))
     if not message.endswith(b"\r\n"):
         message += b"\r\n"
-    return _LEADING_DOT.sub(b"..", message) + b".\r\n"
+    return message + b".\r\n"
 
 
 _TLS_CONTEXTS: dict[bool, ssl.SSLContext] = {}

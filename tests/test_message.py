@@ -104,3 +104,35 @@ def test_test_messages_get_unique_ids(built: tuple[MessageBuilder, object]) -> N
     builder, _ = built
     first, second = (builder.build(Recipient("t@example.org")).message_id for _ in range(2))
     assert first != second and ".test." in first
+
+
+@pytest.mark.parametrize("name", ["Niccolò", ".Punto iniziale"])
+def test_no_line_begins_with_a_dot_so_smtp_sends_the_bytes_as_built(built: tuple[MessageBuilder, object], name: str) -> None:
+    """The issue's CSS and text put dots at the start of quoted-printable lines; they are written =2E."""
+    from mailer.transport import data_bytes
+    from mailer.wire import WireReady
+
+    builder, _ = built
+    data = builder.build(Recipient(".first@example.com", name, delivery_id=3)).data
+    assert isinstance(data, WireReady)
+    assert not data.startswith(b".") and b"\n." not in data and data.count(b"\n") == data.count(b"\r\n") == data.count(b"\r")
+    assert data_bytes(data) == data + b".\r\n"
+    html_part = email.message_from_bytes(data, policy=policy.default).get_body(("html",))
+    assert ".mj-outlook-group-fix" in html_part.get_content()  # the =2E decodes back to a dot
+
+
+def test_quoted_printable_never_begins_a_line_with_a_dot_and_decodes_back() -> None:
+    import binascii
+    import quopri
+    import random
+
+    from mailer.message import _qp
+
+    draw = random.Random(3)
+    for _ in range(2000):
+        text = "".join(draw.choice([".", "a", "é", " ", "\n", "=", "x."]) for _ in range(draw.randint(1, 400)))
+        lines = _qp(text).split(b"\r\n")
+        assert not any(line.startswith(b".") for line in lines)
+        assert quopri.decodestring(b"\n".join(lines)).decode("utf-8") == text
+        if all(len(line) <= 76 for line in binascii.b2a_qp(text.encode(), istext=True).split(b"\n")):
+            assert all(len(line) <= 76 for line in lines)  # (the stdlib itself may write 77 before a final =20)
