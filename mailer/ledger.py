@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, case, func, literal, select as core_select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -191,12 +191,17 @@ def expire_leases(engine: Engine, campaign_id: int, dead_owners: Sequence[str] =
 def mark_handed(engine: Engine, delivery_id: int, owner: str) -> bool:
     """Note that this delivery is about to go to SMTP. False if the lease was lost: then it must not be sent."""
     with engine.begin() as conn:
-        result = conn.execute(
-            update(Delivery.__table__)  # type: ignore[attr-defined]
-            .where(D.id == delivery_id, D.status == DeliveryStatus.SENDING, D.lease_owner == owner)
-            .values(handed_at=utcnow())
-        )
-        return result.rowcount == 1
+        return mark_handed_on(conn, delivery_id, owner)
+
+
+def mark_handed_on(conn: Connection, delivery_id: int, owner: str) -> bool:
+    """mark_handed within a transaction of the caller's (mailer.threaded_ledger commits several at once)."""
+    result = conn.execute(
+        update(Delivery.__table__)  # type: ignore[attr-defined]
+        .where(D.id == delivery_id, D.status == DeliveryStatus.SENDING, D.lease_owner == owner)
+        .values(handed_at=utcnow())
+    )
+    return result.rowcount == 1
 
 
 def unhand(engine: Engine, delivery_id: int, owner: str) -> None:
@@ -278,10 +283,19 @@ A = DeliveryAttempt.__table__  # type: ignore[attr-defined]
 
 
 def record_result(engine: Engine, claimed: Claimed, campaign_id: int, owner: str, result: Result, *, policy: BouncePolicy) -> Recorded:
-    """Write one result at once, in its own transaction. A row whose lease this owner lost is left alone
-    (UNCERTAIN returned). Every attempt but a first-time success also gets a delivery_attempt row, so each
-    retry's reply stays on record. A delivery that fails for good after its retries is judged by the bounce
-    policy here; 5xx bounces are judged later by the dispatcher (mailer.bounce_log.settle)."""
+    """Write one result at once, in its own transaction (see record_result_on)."""
+    with engine.begin() as conn:
+        return record_result_on(conn, claimed, campaign_id, owner, result, policy=policy)
+
+
+def record_result_on(
+    conn: Connection, claimed: Claimed, campaign_id: int, owner: str, result: Result, *, policy: BouncePolicy
+) -> Recorded:
+    """Write one result within the caller's transaction. A row whose lease this owner lost is left alone
+    (UNCERTAIN returned, nothing written). Every attempt but a first-time success also gets a
+    delivery_attempt row, so each retry's reply stays on record. A delivery that fails for good after its
+    retries is judged by the bounce policy here; 5xx bounces are judged later by the dispatcher
+    (mailer.bounce_log.settle)."""
     now = utcnow()
     status = result.status
     values: dict[str, object] = {
@@ -295,28 +309,26 @@ def record_result(engine: Engine, claimed: Claimed, campaign_id: int, owner: str
             values["next_attempt_at"] = result.retry_at
     elif status == DeliveryStatus.SENT:
         values["sent_at"] = now
-    with engine.connect() as conn, conn.begin() as transaction:
-        updated = conn.execute(
-            update(Delivery.__table__)  # type: ignore[attr-defined]
-            .where(D.id == claimed.delivery_id, D.status == DeliveryStatus.SENDING, D.lease_owner == owner)
-            .values(status=status, **values)
+    updated = conn.execute(
+        update(Delivery.__table__)  # type: ignore[attr-defined]
+        .where(D.id == claimed.delivery_id, D.status == DeliveryStatus.SENDING, D.lease_owner == owner)
+        .values(status=status, **values)
+    )
+    if updated.rowcount != 1:  # the first statement, so nothing of this result has been written
+        return Recorded(DeliveryStatus.UNCERTAIN)
+    if status != DeliveryStatus.SENT or claimed.attempts > 1:
+        conn.execute(A.insert().values(
+            delivery_id=claimed.delivery_id, attempt=claimed.attempts, status=status, smtp_stage=result.stage,
+            smtp_code=result.code, smtp_reply=result.reply[:1000], relay=result.relay, created_at=now,
+        ))
+    event = None
+    if result.bounce:
+        event = log_bounce(
+            conn, result.bounce, delivery_id=claimed.delivery_id, campaign_id=campaign_id,
+            subscriber_id=claimed.subscriber_id, now=now,
         )
-        if updated.rowcount != 1:
-            transaction.rollback()
-            return Recorded(DeliveryStatus.UNCERTAIN)
-        if status != DeliveryStatus.SENT or claimed.attempts > 1:
-            conn.execute(A.insert().values(
-                delivery_id=claimed.delivery_id, attempt=claimed.attempts, status=status, smtp_stage=result.stage,
-                smtp_code=result.code, smtp_reply=result.reply[:1000], relay=result.relay, created_at=now,
-            ))
-        event = None
-        if result.bounce:
-            event = log_bounce(
-                conn, result.bounce, delivery_id=claimed.delivery_id, campaign_id=campaign_id,
-                subscriber_id=claimed.subscriber_id, now=now,
-            )
-            if status == DeliveryStatus.FAILED:
-                apply_policy(conn, policy, claimed.subscriber_id, result.bounce.kind, result.bounce.reason, now, campaign_id)
+        if status == DeliveryStatus.FAILED:
+            apply_policy(conn, policy, claimed.subscriber_id, result.bounce.kind, result.bounce.reason, now, campaign_id)
     return Recorded(status, event)
 
 
