@@ -6,13 +6,14 @@ On PostgreSQL the claim's subquery takes row locks with SKIP LOCKED, so several 
 """
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, func, literal, select as core_select, true, update
+from sqlalchemy import and_, bindparam, case, func, literal, select as core_select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
@@ -194,13 +195,18 @@ def mark_handed(engine: Engine, delivery_id: int, owner: str) -> bool:
         return mark_handed_on(conn, delivery_id, owner)
 
 
+def _held(id_param: str = "delivery_id") -> tuple[Any, ...]:
+    """The row with this id, still 'sending' under this owner's lease (the guard of every write of a claim)."""
+    return (D.id == bindparam(id_param), D.status == DeliveryStatus.SENDING, D.lease_owner == bindparam("owner"))
+
+
+# The writes of every message, built once: a statement built per call costs more than running it.
+_MARK_HANDED = update(Delivery.__table__).where(*_held()).values(handed_at=bindparam("now"))  # type: ignore[attr-defined]
+
+
 def mark_handed_on(conn: Connection, delivery_id: int, owner: str) -> bool:
     """mark_handed within a transaction of the caller's (mailer.threaded_ledger commits several at once)."""
-    result = conn.execute(
-        update(Delivery.__table__)  # type: ignore[attr-defined]
-        .where(D.id == delivery_id, D.status == DeliveryStatus.SENDING, D.lease_owner == owner)
-        .values(handed_at=utcnow())
-    )
+    result = conn.execute(_MARK_HANDED, {"delivery_id": delivery_id, "owner": owner, "now": utcnow()})
     return result.rowcount == 1
 
 
@@ -282,6 +288,17 @@ class Recorded:
 A = DeliveryAttempt.__table__  # type: ignore[attr-defined]
 
 
+@functools.cache
+def _result_statement(extra: tuple[str, ...]) -> Any:
+    """The UPDATE that records a result (with next_attempt_at for a retry, sent_at for a success)."""
+    columns = ("status", "smtp_code", "smtp_reply", "smtp_stage", "updated_at", *extra)
+    return (
+        update(Delivery.__table__)  # type: ignore[attr-defined]
+        .where(*_held())
+        .values(lease_owner=None, lease_until=None, **{c: bindparam(c) for c in columns})
+    )
+
+
 def record_result(engine: Engine, claimed: Claimed, campaign_id: int, owner: str, result: Result, *, policy: BouncePolicy) -> Recorded:
     """Write one result at once, in its own transaction (see record_result_on)."""
     with engine.begin() as conn:
@@ -299,21 +316,17 @@ def record_result_on(
     now = utcnow()
     status = result.status
     values: dict[str, object] = {
-        "smtp_code": result.code, "smtp_reply": result.reply[:1000], "smtp_stage": result.stage,
-        "lease_owner": None, "lease_until": None, "updated_at": now,
+        "delivery_id": claimed.delivery_id, "owner": owner, "status": status, "smtp_code": result.code,
+        "smtp_reply": result.reply[:1000], "smtp_stage": result.stage, "updated_at": now,
     }
     if status == DeliveryStatus.DEFERRED:
         if result.retry_at is None:
-            status = DeliveryStatus.FAILED
+            status = values["status"] = DeliveryStatus.FAILED
         else:
             values["next_attempt_at"] = result.retry_at
     elif status == DeliveryStatus.SENT:
         values["sent_at"] = now
-    updated = conn.execute(
-        update(Delivery.__table__)  # type: ignore[attr-defined]
-        .where(D.id == claimed.delivery_id, D.status == DeliveryStatus.SENDING, D.lease_owner == owner)
-        .values(status=status, **values)
-    )
+    updated = conn.execute(_result_statement(tuple(k for k in ("next_attempt_at", "sent_at") if k in values)), values)
     if updated.rowcount != 1:  # the first statement, so nothing of this result has been written
         return Recorded(DeliveryStatus.UNCERTAIN)
     if status != DeliveryStatus.SENT or claimed.attempts > 1:
