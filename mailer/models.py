@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, LargeBinary, Text
+from sqlalchemy import Index, LargeBinary, Text, text
 from sqlmodel import Column, Field, SQLModel, UniqueConstraint
 
 from mailer.statuses import FINAL_STATUSES, CampaignStatus, DeliveryStatus  # noqa: F401  (re-exported)
@@ -44,10 +44,15 @@ class CampaignEdition(SQLModel, table=True):
     issue_source: str = Field(default="", sa_column=Column(Text))
 
 
+_PENDING_SQL = "status IN ('queued', 'deferred')"  # written out: a partial index is used only for this very text
+
+
 class Delivery(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("campaign_id", "subscriber_id"),
         Index("ix_delivery_claim", "campaign_id", "status", "next_attempt_at"),
+        # The claim walks this in id order and stops after a batch: no sort of every due row, however long the queue.
+        Index("ix_delivery_due", "campaign_id", "id", sqlite_where=text(_PENDING_SQL), postgresql_where=text(_PENDING_SQL)),
     )
     id: int | None = Field(default=None, primary_key=True)
     campaign_id: int = Field(foreign_key="campaign.id")
