@@ -56,3 +56,14 @@ def test_bounce_tags() -> None:
     assert signer.read_bounce_tag(signer.bounce_tag(77)) == 77
     with pytest.raises(InvalidToken):
         signer.read_bounce_tag("78." + signer.bounce_tag(77).split(".")[1])
+
+
+def test_links_signed_before_the_key_cache_still_open_and_new_ones_read_the_same() -> None:
+    from itsdangerous import Signer, URLSafeSerializer
+
+    keys = ["older-key-0123456789abcdef0123456789", "newest-key-0123456789abcdef01234567"]
+    signer = TokenSigner(list(reversed(keys)))
+    plain = URLSafeSerializer(keys, salt="unsubscribe")  # as every link in mail already sent was signed
+    assert signer.read_unsubscribe_token(plain.dumps([7, 3, 2, 11])).subscriber_id == 7
+    assert plain.loads(signer.unsubscribe_token(7, 3, 2, 11)) == [7, 3, 2, 11]
+    assert Signer(keys, salt="bounce", sep=".").unsign(signer.bounce_tag(42).encode()) == b"42"
