@@ -144,6 +144,7 @@ def enqueue(engine: Engine, campaign: Campaign, languages: Sequence[str] = (), f
             recipients,
         )
         .on_conflict_do_nothing(index_elements=["campaign_id", "subscriber_id"])
+        .execution_options(preserve_rowcount=True)  # psycopg forgets it once SQLAlchemy closes the cursor
     )
     with engine.begin() as conn:
         added = max(conn.execute(statement).rowcount or 0, 0)

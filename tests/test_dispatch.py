@@ -546,3 +546,13 @@ def test_a_per_domain_rate_spaces_the_messages_to_one_domain(engine: Engine, set
     add_people(engine, [f"p{n:02d}@libero.it" for n in range(16)])
     server, summary = run_in_loop(engine, settings, smtp_rate_per_domain_per_minute=120.0)  # 2/s after a burst of 12
     assert summary.counts[DeliveryStatus.SENT] == 16 and summary.elapsed >= (16 - 12) / 2
+
+
+def test_enqueue_says_how_many_it_added_and_adds_nobody_twice(engine: Engine, settings: Settings) -> None:
+    add_people(engine, [f"p{n}@example.org" for n in range(25)])
+    plan = Mailer(settings, engine=engine).plan_send(load_issue(ISSUE_2026), None)
+    campaign = Mailer(settings, engine=engine).start_send(plan)  # enqueues the 25
+    add_people(engine, ["late@example.org"])
+    assert ledger.enqueue(engine, campaign, plan.editions.languages, "it") == 1
+    assert ledger.enqueue(engine, campaign, plan.editions.languages, "it") == 0
+    assert len(deliveries(engine)) == 26
