@@ -16,6 +16,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/send_rate.py
 	$(BIN)/python bench/ledger_off_loop.py
 	$(BIN)/python bench/queue_depth.py
+	$(BIN)/python bench/import_scale.py
 	$(BIN)/python bench/cli_startup.py
 	$(BIN)/python bench/bounce_quality.py
 

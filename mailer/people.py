@@ -9,8 +9,8 @@ from mailer.core import Core
 from mailer.settings import LANGUAGES
 from mailer.errors import MailerError
 from subscribers import store
-from subscribers.csvio import read_subscribers_csv, write_subscribers_csv
-from subscribers.errors import StoreError
+from subscribers.csvio import stream_subscribers_csv, write_subscribers_csv
+from subscribers.errors import CsvImportError, StoreError
 from subscribers.models import EventKind, SubscriberEvent
 
 STATUSES = ("active", "pending", "unsubscribed", "bounced", "complained")
@@ -38,11 +38,15 @@ def check_status(status: str | None) -> str | None:
 class People(Core):
     def import_subscribers(self, csv_path: Path, list_name: str, language: str = "it") -> ImportResult:
         """All or nothing: a bad row stops the import before anything is written."""
-        parsed = read_subscribers_csv(csv_path, default_language=check_language(language), languages=LANGUAGES)
+        rows = stream_subscribers_csv(csv_path, default_language=check_language(language), languages=LANGUAGES)
         with self.session() as session:
+            staged = store.stage_import(session, rows)  # read as it goes, into a temporary table
+            if staged.problems:  # nothing written: the session rolls back
+                more = [(0, f"... and {staged.more_problems} more") ] if staged.more_problems else []
+                raise CsvImportError(str(csv_path), staged.problems + more)
             mailing_list = store.get_or_create_list(session, list_name, language=language)
-            counts = store.add_subscribers(session, mailing_list, parsed.people, source=f"import:{csv_path.name}")
-        return ImportResult(parsed.rows, parsed.merged, counts)
+            counts = store.merge_staged(session, mailing_list, source=f"import:{csv_path.name}", default_language=language)
+        return ImportResult(staged.rows, staged.merged, counts)
 
     def add_subscriber(self, email: str, list_name: str, *, name: str = "", language: str | None = None) -> tuple[str, bool]:
         """An operator's action: puts someone on a list (back on it, if they had left). A language given

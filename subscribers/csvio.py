@@ -13,11 +13,13 @@ removes exactly that quote, so importing our own export gives back what was expo
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import itertools
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -155,15 +157,76 @@ def parse_subscribers_csv(
     """Parse CSV text. Raises CsvImportError listing every bad line, or StoreError when default_language
     is not one of the languages offered."""
     offered, default = offered_languages(languages, default_language)
-    text = text.removeprefix("\ufeff")
-    if not text.strip():
-        raise CsvImportError(source, [(1, "the file is empty; expected a header line with an 'email' column")])
-    header_line = text.splitlines()[0]
-    delimiter = max(",;\t", key=header_line.count)  # spreadsheets in Italian locales export with ';'
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     problems: list[tuple[int, str]] = []
     by_email: dict[str, NewSubscriber] = {}
-    rows = merged = line = 0
+    rows = merged = 0
+    for line, found in csv_rows(io.StringIO(text.removeprefix("\ufeff"), newline=""), source, offered):
+        if isinstance(found, str):
+            problems.append((line, found))
+            continue
+        rows += 1
+        earlier = by_email.get(found.email)
+        if earlier is not None:
+            merged += 1
+            by_email[found.email] = merge_rows(earlier, found)
+        else:
+            by_email[found.email] = found
+    if problems:
+        raise CsvImportError(source, problems)
+    people = [NewSubscriber(p.email, p.name, p.language or default, p.status) for p in by_email.values()]
+    return CsvSubscribers(people, rows, merged)
+
+
+def merge_rows(earlier: NewSubscriber, later: NewSubscriber) -> NewSubscriber:
+    """Two rows of one file for the same address: the first non-empty name and language, and a status
+    saying they left wins over 'active'. (The import's staging table applies the same rule in SQL.)"""
+    left = earlier.status if earlier.status != "active" else later.status
+    return NewSubscriber(earlier.email, earlier.name or later.name, earlier.language or later.language, left)
+
+
+def stream_subscribers_csv(
+    path: str | Path, *, default_language: str = "it", languages: Sequence[str] = OFFERED_LANGUAGES
+) -> Iterator[tuple[int, NewSubscriber | str]]:
+    """Every row of a CSV file as (line, person) or (line, problem), read as it goes: memory stays flat
+    whatever the file's size. The language is left '' where the row gives none. Raises StoreError at once
+    when default_language is not offered, and CsvImportError when the file cannot be opened."""
+    offered, _ = offered_languages(languages, default_language)
+    path = Path(path)
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise CsvImportError(str(path), [(0, f"cannot read: {exc.strerror}")]) from None
+    undecodable: set[int] = set()  # lines that are not UTF-8: reported at their own line, the rest still checked
+
+    def decoded() -> Iterator[str]:
+        for number, raw in enumerate(handle, 1):
+            if number == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError:
+                undecodable.add(number)
+                yield raw.decode("utf-8", "replace")
+
+    def rows() -> Iterator[tuple[int, NewSubscriber | str]]:
+        with handle:
+            for line, found in csv_rows(decoded(), str(path), offered):
+                yield line, ("not UTF-8 text (save the file as CSV UTF-8)" if line in undecodable else found)
+
+    return rows()
+
+
+def csv_rows(lines: Iterable[str], source: str, offered: Sequence[str]) -> Iterator[tuple[int, NewSubscriber | str]]:
+    """The rows of CSV text (its lines, with their endings) after its header line: (line, person) or
+    (line, problem). The language is '' where the row gives none. A header without an e-mail column
+    raises CsvImportError."""
+    lines = iter(lines)
+    header_line = next(lines, "")
+    if not header_line.strip():
+        raise CsvImportError(source, [(1, "the file is empty; expected a header line with an 'email' column")])
+    delimiter = max(",;\t", key=header_line.count)  # spreadsheets in Italian locales export with ';'
+    reader = csv.reader(itertools.chain([header_line], lines), delimiter=delimiter, strict=True)
+    line = 0
     try:
         header = next(reader)
         index = _columns(header, source)
@@ -173,44 +236,35 @@ def parse_subscribers_csv(
             if not any(cell.strip() for cell in record):
                 line = end
                 continue
-            rows += 1
             if end != line or any("\n" in cell or "\r" in cell for cell in record):
-                problems.append((line, f"row runs over {end - line + 1} lines: a quote (\") is not closed"))
+                yield line, f"row runs over {end - line + 1} lines: a quote (\") is not closed"
                 line = end
                 continue
             line = end
             if len(record) != len(header):
-                problems.append((line, f"expected {len(header)} columns, found {len(record)}"))
+                yield line, f"expected {len(header)} columns, found {len(record)}"
                 continue
-            cells = {role: restore_formula(record[position]) for role, position in index.items()}
-            try:
-                email = normalise_address(cells["email"])
-            except InvalidAddress as exc:
-                problems.append((line, str(exc)))
-                continue
-            given_family = (clean_name(cells.get("given", "")), clean_name(cells.get("family", "")))
-            name = clean_name(cells.get("full", "")) or " ".join(part for part in given_family if part)
-            language = cells.get("language", "").strip().lower()
-            if language and language not in offered:
-                problems.append((line, f"language {language!r} is not offered ({', '.join(offered)})"))
-                continue
-            status = cells.get("status", "").strip().lower() or "active"
-            if status not in STATUSES:
-                problems.append((line, f"status {status!r} is not one of {', '.join(STATUSES)}"))
-                continue
-            earlier = by_email.get(email)
-            if earlier is not None:
-                merged += 1
-                left = earlier.status if earlier.status != "active" else status  # a row saying they left wins
-                by_email[email] = NewSubscriber(email, earlier.name or name, earlier.language or language, left)
-            else:
-                by_email[email] = NewSubscriber(email, name, language, status)
+            yield line, _person(record, index, offered)
     except csv.Error as exc:
-        problems.append((line + 1, f"unreadable CSV: {exc}"))
-    if problems:
-        raise CsvImportError(source, problems)
-    people = [NewSubscriber(p.email, p.name, p.language or default, p.status) for p in by_email.values()]
-    return CsvSubscribers(people, rows, merged)
+        yield line + 1, f"unreadable CSV: {exc}"
+
+
+def _person(record: list[str], index: dict[str, int], offered: Sequence[str]) -> NewSubscriber | str:
+    """One row as a person, or what is wrong with it."""
+    cells = {role: restore_formula(record[position]) for role, position in index.items()}
+    try:
+        email = normalise_address(cells["email"])
+    except InvalidAddress as exc:
+        return str(exc)
+    given_family = (clean_name(cells.get("given", "")), clean_name(cells.get("family", "")))
+    name = clean_name(cells.get("full", "")) or " ".join(part for part in given_family if part)
+    language = cells.get("language", "").strip().lower()
+    if language and language not in offered:
+        return f"language {language!r} is not offered ({', '.join(offered)})"
+    status = cells.get("status", "").strip().lower() or "active"
+    if status not in STATUSES:
+        return f"status {status!r} is not one of {', '.join(STATUSES)}"
+    return NewSubscriber(email, name, language, status)
 
 
 def write_subscribers_csv(members: Iterable[ListedSubscriber], out: TextIO) -> int:

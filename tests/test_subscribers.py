@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from mailer.settings import Settings
+from mailer.database import open_database
+from mailer.settings import Settings, load_settings
 from subscribers import store
 from subscribers.csvio import parse_subscribers_csv, read_subscribers_csv, write_subscribers_csv
 from subscribers.errors import CsvImportError, InvalidAddress, UnknownList
@@ -145,3 +147,83 @@ def test_a_bounced_row_in_a_file_keeps_an_existing_person_off_that_list_only(eng
         assert counts.suppressed == 1
         assert store.count_active(session, list_a) == 1 and store.count_active(session, list_c) == 0
         assert store.find_subscriber(session, "alice@example.org").status == SubscriberStatus.ACTIVE
+
+
+def _store_state(engine: Engine) -> tuple[set[tuple[str, ...]], set[tuple[str, ...]]]:
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        people = {tuple(map(str, r)) for r in conn.execute(text("SELECT email, name, language, status, consent_source FROM subscriber"))}
+        places = {tuple(map(str, r)) for r in conn.execute(text(
+            "SELECT s.email, l.name, m.status FROM subscription m JOIN subscriber s ON s.id = m.subscriber_id "
+            "JOIN mailing_list l ON l.id = m.list_id"
+        ))}
+    return people, places
+
+
+def test_the_streaming_import_keeps_every_rule_of_add_subscribers(settings: Settings, tmp_path: Path) -> None:
+    """Old and new paths on the same store and file, compared: who is on which list, with which status."""
+    import random
+
+    from mailer.app import Mailer
+    from subscribers.csvio import parse_subscribers_csv
+
+    draw = random.Random(5)
+    before = [f"p{n}@example.org" for n in range(60)]
+    rows = ["email,name,language,status"]
+    for n in range(120):  # people already in the store and new ones; repeats; every status; empty cells
+        email = f"p{draw.randrange(90)}@example.org"
+        rows.append(f"{email},{draw.choice(['', 'Anna', 'Bruno'])},{draw.choice(['', 'it', 'en'])},"
+                    f"{draw.choice(['', 'active', 'active', 'unsubscribed', 'bounced', 'complained'])}")
+    (tmp_path / "people.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    states, counts = [], []
+    for path in ("old", "new"):
+        url = settings.database_url if path == "old" else f"sqlite:///{tmp_path / 'new.sqlite'}"
+        if path == "new" and settings.database_url.startswith("postgresql"):
+            from tests.conftest import _admin, _on
+
+            name = f"mailer_import_{os.getpid()}"
+            _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
+            url = _on(name)
+        engine = open_database(url)
+        with Session(engine) as session:  # the same store before the import: some left, one bounced, one elsewhere
+            wip, other = store.get_or_create_list(session, "work-in-progress"), store.get_or_create_list(session, "altro")
+            store.add_subscribers(session, wip, [store.NewSubscriber(e, "Prima", "it") for e in before[:40]], source="t")
+            store.add_subscribers(session, other, [store.NewSubscriber(e, "", "en") for e in before[40:]], source="t")
+            session.commit()
+            for e in before[:8]:
+                store.unsubscribe(session, store.find_subscriber(session, e), wip, method="test")
+            for e in before[8:12]:
+                store.find_subscriber(session, e).status = "bounced"
+            session.commit()
+        if path == "old":
+            parsed = parse_subscribers_csv((tmp_path / "people.csv").read_text(), default_language="it")
+            with Session(engine) as session:
+                result = store.add_subscribers(session, store.get_list(session, "work-in-progress"), parsed.people, source="import:people.csv")
+                session.commit()
+            counts.append((parsed.rows, parsed.merged, result))
+        else:
+            imported = Mailer(load_settings({"MAILER_DATABASE_URL": url}), engine=engine).import_subscribers(tmp_path / "people.csv", "work-in-progress")
+            counts.append((imported.rows, imported.merged, imported.counts))
+        states.append(_store_state(engine))
+        engine.dispose()
+    assert states[0] == states[1]
+    assert counts[0] == counts[1]
+
+
+def test_a_large_bad_file_lists_its_first_problems_counts_the_rest_and_imports_nothing(settings: Settings, tmp_path: Path) -> None:
+    from mailer.app import Mailer
+
+    lines = ["email,name"] + [f"ok{n}@example.org,Ok" for n in range(1000)] + [f"bad{n},Bad" for n in range(300)]
+    (tmp_path / "people.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with (tmp_path / "people.csv").open("ab") as out:
+        out.write(b"late@example.org,Nicol\xf2\n")  # Latin-1, not UTF-8, at line 1302
+    mailer = Mailer(settings)
+    with pytest.raises(CsvImportError) as caught:
+        mailer.import_subscribers(tmp_path / "people.csv", "work-in-progress")
+    text = str(caught.value)
+    assert f"{tmp_path / 'people.csv'}:1002: 'bad0' is not a valid e-mail address" in text
+    assert ":0: ... and 101 more" in text  # 200 listed, 100 more bad addresses and the undecodable line
+    with Session(mailer.engine) as session:
+        assert session.exec(select(Subscriber)).all() == []
+    mailer.close()
