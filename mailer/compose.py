@@ -6,6 +6,7 @@ builder splices in; the markers are plain ASCII words, so MJML, premailer and qu
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import textwrap
@@ -15,6 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 import jinja2
+from markdown_it import MarkdownIt
 from markupsafe import Markup
 from mjml import mjml2html
 from premailer import Premailer
@@ -122,10 +124,8 @@ def compose(issue: Issue, newsletter: NewsletterSettings, base_url: str, *, test
     The archive's edition (archive=True) has no slots: no address, no personal links."""
     t = strings(issue.language)
     subject = f"{t['test_prefix']} {issue.subject}" if test else issue.subject
-    md = markdown_parser(typographic=True)  # the HTML part's; the text part's comes from markdown_to_text
-
     def inline(text: str) -> Markup:
-        return Markup(md.renderInline(text))
+        return Markup(_render_inline(text))
 
     contact = list(issue.contact if issue.contact is not None else newsletter.contact)
     context = {
@@ -149,14 +149,14 @@ def compose(issue: Issue, newsletter: NewsletterSettings, base_url: str, *, test
             {
                 "title": section.title,
                 "title_html": inline(section.title),
-                "intro_html": Markup(md.render(section.intro)) if section.intro else "",
+                "intro_html": Markup(_render_block(section.intro)) if section.intro else "",
                 "intro_text": markdown_to_text(section.intro),
                 "news": [
                     {
                         "title": item.title,
                         "title_html": inline(item.title),
                         "date_label": item.date_label,
-                        "body_html": Markup(md.render(item.body)),
+                        "body_html": Markup(_render_block(item.body)),
                         "body_text": markdown_to_text(item.body),
                     }
                     for item in section.items
@@ -176,6 +176,25 @@ def compose(issue: Issue, newsletter: NewsletterSettings, base_url: str, *, test
     return Composed(issue, newsletter, subject, html, _tidy_text(text), context["archive_url"])
 
 
+# Composing is a pure function of the issue's text: its costly steps keep their last results, so composing
+# an issue again in one process (each language edition's archive page, a worker's next run, a preview after
+# a small edit) redoes only what changed. bench/message_build.py times the first and a second compose.
+@functools.cache
+def _html_markdown() -> MarkdownIt:
+    return markdown_parser(typographic=True)  # the HTML part's; the text part's comes from markdown_to_text
+
+
+@functools.lru_cache(maxsize=4096)
+def _render_block(text: str) -> str:
+    return _html_markdown().render(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _render_inline(text: str) -> str:
+    return _html_markdown().renderInline(text)
+
+
+@functools.lru_cache(maxsize=16)
 def mjml_to_html(source: str) -> str:
     try:
         return str(mjml2html(source, disable_comments=True))
@@ -183,6 +202,7 @@ def mjml_to_html(source: str) -> str:
         raise ComposeError(f"MJML compile failed: {exc}") from exc
 
 
+@functools.lru_cache(maxsize=16)
 def inline_css(html: str) -> str:
     """Inline the CSS with premailer, keeping what the mobile layout and dark mode need.
 

@@ -1,6 +1,7 @@
 """Markdown -> readable plain text for the text/plain part: wrapped paragraphs, '-' lists, links as 'text (url)'."""
 from __future__ import annotations
 
+import functools
 import textwrap
 
 from markdown_it.tree import SyntaxTreeNode
@@ -11,6 +12,7 @@ WIDTH = 72
 _PARSER = markdown_parser()
 
 
+@functools.lru_cache(maxsize=4096)
 def markdown_to_text(source: str, width: int = WIDTH) -> str:
     tree = SyntaxTreeNode(_PARSER.parse(source))
     return "\n\n".join(b for b in (_block(node, width) for node in tree.children) if b).strip()
