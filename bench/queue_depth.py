@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -73,12 +76,19 @@ def one_depth(url: str, port: int, depth: int, send: int) -> dict[str, float]:
         return time.perf_counter() - began
 
     elapsed = asyncio.run(run())
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # this process: one depth each (see main)
     started = time.perf_counter()
     report = mailer.report(str(campaign.id))
     report_s = time.perf_counter() - started
     assert sum(report.counts.values()) == depth, report.counts
     mailer.close()
-    return {"enqueue": enqueue_s, "rate": sent / elapsed, "report": report_s, "sent": sent}
+    return {"enqueue": enqueue_s, "rate": sent / elapsed, "report": report_s, "sent": sent, "rss": peak_mb}
+
+
+def in_child(url: str, port: int, depth: int, send: int) -> dict[str, float]:
+    result = subprocess.run([sys.executable, __file__, "--send", str(send), "--one", url, str(port), str(depth)],
+                            capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -86,7 +96,12 @@ def main() -> None:
     parser.add_argument("--depths", default="100000,1000000")
     parser.add_argument("--send", type=int, default=5000, help="messages sent at each depth")
     parser.add_argument("--postgresql", default=os.environ.get("MAILER_TEST_POSTGRESQL_URL", ""))
+    parser.add_argument("--one", nargs=3, metavar=("URL", "PORT", "DEPTH"), help=argparse.SUPPRESS)  # a child's run
     args = parser.parse_args()
+    if args.one:  # one depth in a process of its own, so its peak memory is its own
+        url, port, depth = args.one
+        print(json.dumps(one_depth(url, int(port), int(depth), args.send)))
+        return
     tools = find_postfix_tools()
     if tools is None:
         raise SystemExit("Postfix's smtp-sink not found and could not be downloaded (apt-get download postfix)")
@@ -101,12 +116,13 @@ def main() -> None:
 
                 stores.append(("postgresql", lambda d: fresh_postgresql_database(args.postgresql, f"bench_depth_{os.getpid()}_{d}")))
             for name, url_for in stores:
-                figures = {d: one_depth(url_for(d), port, d, args.send) for d in depths}
+                figures = {d: in_child(url_for(d), port, d, args.send) for d in depths}
                 for d, f in figures.items():
                     print(f"{name:10} {d:>9,} queued: enqueue {f['enqueue']:6.2f} s, send {f['rate']:6.0f} msg/s "
-                          f"(first {f['sent']:.0f}), full report {f['report']:5.2f} s")
+                          f"(first {f['sent']:.0f}), full report {f['report']:5.2f} s, peak RSS {f['rss']:.0f} MB")
                 first, last = figures[depths[0]]["rate"], figures[depths[-1]]["rate"]
-                print(f"{name:10} send rate at {depths[-1]:,} / at {depths[0]:,}: {last / first:.2f}")
+                print(f"{name:10} send rate at {depths[-1]:,} / at {depths[0]:,}: {last / first:.2f}; "
+                      f"peak RSS x{figures[depths[-1]]['rss'] / figures[depths[0]]['rss']:.2f}")
     finally:
         sink.terminate()
         sink.wait()
