@@ -66,6 +66,16 @@ def dispatcher_run(url: str, port: int, count: int, sessions: int, **overrides: 
     return elapsed, sent, size, cpu_s / max(sent, 1)
 
 
+def rsa_key(folder: Path) -> Path:
+    """An RSA-2048 DKIM key for the signed runs (made once per benchmark)."""
+    from mailer.dkim import write_new_key
+
+    path = folder / "dkim-bench.pem"
+    if not path.exists():
+        write_new_key(path, "rsa")
+    return path
+
+
 def fresh_database(kind: str, folder: Path, n: int, postgresql: str) -> str:
     if kind == "sqlite":
         return f"sqlite:///{folder / f'bench-{n}.sqlite'}"
@@ -81,13 +91,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--postgresql", default=os.environ.get("MAILER_TEST_POSTGRESQL_URL", ""),
                         help="also measure with this PostgreSQL server as the store (a role that may create databases)")
+    parser.add_argument("--dkim", action="store_true", help="also measure SQLite with every message DKIM-signed (RSA-2048)")
     args = parser.parse_args()
     tools = find_postfix_tools()
     if tools is None:
         raise SystemExit("Postfix's smtp-sink/smtp-source not found and could not be downloaded (apt-get download postfix)")
     port = free_port()
     sink = tools.start_sink(port)
-    kinds = ["sqlite"] + (["postgresql"] if args.postgresql else [])
+    kinds = ["sqlite"] + (["postgresql"] if args.postgresql else []) + (["sqlite+dkim"] if args.dkim else [])
     ours: dict[str, list[float]] = {k: [] for k in kinds}
     cpu: dict[str, list[float]] = {k: [] for k in kinds}
     reference: list[float] = []
@@ -96,8 +107,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for n in range(args.runs):
                 for kind in kinds:
-                    url = fresh_database(kind, Path(tmp), n, args.postgresql)
-                    elapsed, sent, size, cpu_per = dispatcher_run(url, port, args.messages, args.sessions)
+                    url = fresh_database(kind.split("+")[0], Path(tmp), n if kind == "sqlite" else 100 + n, args.postgresql)
+                    signing = {"dkim_key_file": str(rsa_key(Path(tmp))), "dkim_selector": "bench"} if kind.endswith("dkim") else {}
+                    elapsed, sent, size, cpu_per = dispatcher_run(url, port, args.messages, args.sessions, **signing)
                     assert sent == args.messages, f"{sent} of {args.messages} sent"
                     ours[kind].append(sent / elapsed)
                     cpu[kind].append(cpu_per)
@@ -110,7 +122,7 @@ def main() -> None:
     print(f"Postfix smtp-source -s {args.sessions} -d:         {ref:7.0f} msg/s")
     for kind in kinds:
         rate = statistics.median(ours[kind])
-        print(f"mailer send ({kind:10}):           {rate:7.0f} msg/s, {statistics.median(cpu[kind]) * 1000:.2f} ms CPU per message, "
+        print(f"mailer send ({kind:11}):          {rate:7.0f} msg/s, {statistics.median(cpu[kind]) * 1000:.2f} ms CPU per message, "
               f"ratio {rate / ref:.2f} (runs: {', '.join(f'{r:.0f}' for r in ours[kind])})")
 
 
