@@ -90,8 +90,26 @@ class _SplicedPart:
         out = [self.segments[0]]
         for slot, segment in zip(self.slots, self.segments[1:]):
             value = values[slot]
-            out += (SOFT_BREAK, _qp(html.escape(value) if self.escape else value), SOFT_BREAK, segment)
+            out += (SOFT_BREAK, _qp_value(html.escape(value) if self.escape else value), SOFT_BREAK, segment)
         return out
+
+
+_PLAIN_VALUE = re.compile(r"[!-<>-~]+")  # printable ASCII but '=': quoted-printable leaves it as it is
+
+
+def _qp_value(value: str) -> bytes:
+    """A recipient's value (an address, a link) in quoted-printable. Addresses and our links are plain
+    ASCII: cut into lines of 75 with soft breaks, which is what the encoder would write, without it;
+    anything else goes through _qp."""
+    if not _PLAIN_VALUE.fullmatch(value):
+        return _qp(value)
+    raw = value.encode("ascii")
+    if len(raw) <= 76 and not raw.startswith(b"."):
+        return raw
+    chunks = [raw[i : i + 75] for i in range(0, len(raw), 75)]
+    if any(chunk.startswith(b".") for chunk in chunks):
+        return _qp(value)
+    return SOFT_BREAK.join(chunks)
 
 
 class HeaderInjection(ComposeError):

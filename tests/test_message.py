@@ -136,3 +136,19 @@ def test_quoted_printable_never_begins_a_line_with_a_dot_and_decodes_back() -> N
         assert quopri.decodestring(b"\n".join(lines)).decode("utf-8") == text
         if all(len(line) <= 76 for line in binascii.b2a_qp(text.encode(), istext=True).split(b"\n")):
             assert all(len(line) <= 76 for line in lines)  # (the stdlib itself may write 77 before a final =20)
+
+
+def test_a_recipients_plain_values_take_the_short_way_and_decode_the_same() -> None:
+    import quopri
+
+    from mailer.message import _qp, _qp_value
+
+    values = ["anna.rossi@example.org", "https://newsletter.example.org/u/" + "WzEsMiwzXQ.abc-DEF_123" * 6,
+              "x" * 75 + ".tail", "=equals@example.org", "Niccolò <n@example.org>", ".leading@example.org", "a" * 76]
+    for value in values:
+        encoded = _qp_value(value)
+        assert quopri.decodestring(encoded.replace(b"\r\n", b"\n")).decode("utf-8") == value
+        lines = encoded.split(b"\r\n")
+        assert all(len(line) <= 76 and not line.startswith(b".") for line in lines), value
+        if "=" in value or "ò" in value:
+            assert encoded == _qp(value)  # not plain: the encoder's way
