@@ -302,6 +302,8 @@ def _run_with_progress(mailer: "Mailer", campaign: "Campaign", plan: "SendPlan",
     with progress:
         outcome = asyncio.run(mailer.run_send(campaign, plan.composed_by_language, on_result=advance, handle_signals=True))
     summary = outcome.summary
+    for lost in summary.relays_lost:
+        warn(f"{lost}; the other relays carried the send on")
     if summary.halted:
         warn(f"campaign {campaign.id} {summary.halted}; messages in flight were recorded, {outcome.left_queued} "
              f"deliveries wait: `mailer campaign resume {campaign.id}` to go on")
@@ -614,6 +616,7 @@ def worker(
         s = run.outcome.summary
         counts = ", ".join(f"{n} {status}" for status, n in sorted(s.counts.items())) or "nothing sent"
         extra = f"; {s.halted}" if s.halted else (f"; {s.error}" if s.error else "")
+        extra += "".join(f"; {lost} (the other relays carried on)" for lost in s.relays_lost if lost != s.error)
         say(f"campaign {run.campaign_id} ({run.issue}): {counts} in {s.elapsed:.1f} s{extra}")
 
     async def main() -> None:

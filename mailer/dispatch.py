@@ -92,6 +92,7 @@ class RunSummary:
     stopped: bool = False  # stop() or a signal ended the run early
     halted: str = ""  # the campaign was paused or cancelled (by an operator or the failure rate): why
     error: str | None = None  # the relay refused us; the rest stays queued
+    relays_lost: list[str] = field(default_factory=list)  # relays that failed while others carried the send on
 
 
 _Job = tuple[Claimed, Outgoing]
@@ -121,6 +122,9 @@ class Dispatcher:
         self._streak: list[tuple[int, int | None]] = []  # 5xx since the last delivery: (delivery, its bounce event)
         self._queue_size = 4 * len(self.senders)
         self._recent: deque[bool] = deque(maxlen=max(options.failure_window, 1))  # last attempts: failed or not
+        self._relays_down: set[str] = set()
+        self._handed_back: list[_Job] = []  # jobs a failed relay could not send, for the others
+        self._busy = 0  # connections holding a job right now
         self.lease_seconds = max(options.lease_seconds, 4)
 
     def stop(self) -> None:
@@ -217,53 +221,78 @@ class Dispatcher:
     async def _work(self, lane: Lane, queue: asyncio.Queue[_Job | None]) -> None:
         sender = lane.sender
         failures_in_a_row = 0  # on this connection: each one waits longer before the next message
+        last_call = False  # the producer is done: only jobs handed back by a failed relay are left
         while True:
-            job = await queue.get()
-            if job is None or self._stopping.is_set():
-                return
-            claimed, outgoing = job
-            if lane.throttle is not None:
-                await lane.throttle.wait(outgoing.recipient)
-            if self._stopping.is_set():
-                return  # stopped while waiting for our turn: the job goes back to the queue
-            if not await self.ledger.mark_handed(claimed.delivery_id, self.owner):
-                continue  # another run settled this lease: leave it alone
-            try:
-                reply = await sender.send(outgoing.envelope_from, outgoing.recipient, outgoing.data)
-            except TransportError as exc:
-                # The relay cannot be reached or refuses our login (after the connection's own retries):
-                # nothing left us, so the delivery goes back with the rest of the run's claims.
-                self._fail(str(exc))
-                await self.ledger.unhand(claimed.delivery_id, self.owner)
-                return
-            verdict = classify(reply)
-            if verdict.stop_run or verdict.status is None:  # refused before the message: it goes back unsent
-                self._fail(f"the relay refused our sender {outgoing.envelope_from}: {reply.code} {reply.text}")
-                await self.ledger.unhand(claimed.delivery_id, self.owner)
-                return
-            retry_at = None
-            if verdict.status == DeliveryStatus.DEFERRED:
-                retry_at = self.options.retry.next_attempt(claimed.attempts, claimed.queued_at or utcnow(), utcnow())
-            # A 5xx is judged by the bounce policy only once a later message gets through: ten 5xx with no
-            # delivery between them are more likely the relay's doing (quota, block, misconfiguration).
-            recorded = await self._record(claimed, Result(
-                verdict.status, reply.code, reply.text, verdict.bounce_of(reply, claimed.email),
-                stage=reply.stage, retry_at=retry_at, relay=lane.relay,
-            ))
-            if recorded.status == DeliveryStatus.BOUNCED:
-                self._streak.append((claimed.delivery_id, recorded.bounce_event))
-                if len(self._streak) >= self.options.max_rejections:
-                    await self._trip(f"{reply.code} {reply.text}")
+            if lane.relay in self._relays_down:
+                return  # this relay failed on another of its connections: its jobs go to the others
+            if self._handed_back:
+                job: _Job | None = self._handed_back.pop()
+            elif last_call:
+                if not self._busy:
                     return
-            elif verdict.status == DeliveryStatus.SENT:
-                await self._settle_streak()
-            if await self._failure_rate_reached(recorded.status, reply):
-                return
-            if verdict.status in (DeliveryStatus.DEFERRED, DeliveryStatus.UNCERTAIN):
-                failures_in_a_row += 1  # a burst of failures slows this connection down: 0.1 s, 0.2 s, ... up to 5 s
-                await asyncio.sleep(min(0.05 * 2**failures_in_a_row, 5.0))
+                await asyncio.sleep(0.05)  # a connection still sending may yet hand a job back
+                continue
             else:
-                failures_in_a_row = 0
+                job = await queue.get()
+                if job is None:
+                    last_call = True
+                    continue
+            self._busy += 1
+            try:
+                if self._stopping.is_set():
+                    return
+                claimed, outgoing = job
+                if lane.throttle is not None:
+                    await lane.throttle.wait(outgoing.recipient)
+                if self._stopping.is_set():
+                    return  # stopped while waiting for our turn: the job goes back to the queue
+                if not await self.ledger.mark_handed(claimed.delivery_id, self.owner):
+                    continue  # another run settled this lease: leave it alone
+                try:
+                    reply = await sender.send(outgoing.envelope_from, outgoing.recipient, outgoing.data)
+                except TransportError as exc:
+                    # The relay cannot be reached or refuses our login (after the connection's own retries):
+                    # nothing left us. If another relay still works, the message waits for it; else the run
+                    # stops and the delivery goes back with the rest of the run's claims.
+                    await self.ledger.unhand(claimed.delivery_id, self.owner)
+                    if lane.relay not in self._relays_down:
+                        self._relays_down.add(lane.relay)
+                        self.summary.relays_lost.append(str(exc))
+                    if self._relays_down >= {other.relay for other in self.lanes}:
+                        self._fail(str(exc))
+                    else:
+                        self._handed_back.append(job)  # a connection of a working relay takes it next
+                    return
+                verdict = classify(reply)
+                if verdict.stop_run or verdict.status is None:  # refused before the message: it goes back unsent
+                    self._fail(f"the relay refused our sender {outgoing.envelope_from}: {reply.code} {reply.text}")
+                    await self.ledger.unhand(claimed.delivery_id, self.owner)
+                    return
+                retry_at = None
+                if verdict.status == DeliveryStatus.DEFERRED:
+                    retry_at = self.options.retry.next_attempt(claimed.attempts, claimed.queued_at or utcnow(), utcnow())
+                # A 5xx is judged by the bounce policy only once a later message gets through: ten 5xx with no
+                # delivery between them are more likely the relay's doing (quota, block, misconfiguration).
+                recorded = await self._record(claimed, Result(
+                    verdict.status, reply.code, reply.text, verdict.bounce_of(reply, claimed.email),
+                    stage=reply.stage, retry_at=retry_at, relay=lane.relay,
+                ))
+                if recorded.status == DeliveryStatus.BOUNCED:
+                    self._streak.append((claimed.delivery_id, recorded.bounce_event))
+                    if len(self._streak) >= self.options.max_rejections:
+                        await self._trip(f"{reply.code} {reply.text}")
+                        return
+                elif verdict.status == DeliveryStatus.SENT:
+                    await self._settle_streak()
+                if await self._failure_rate_reached(recorded.status, reply):
+                    return
+                if verdict.status in (DeliveryStatus.DEFERRED, DeliveryStatus.UNCERTAIN):
+                    failures_in_a_row += 1  # a burst of failures slows this connection down: 0.1 s, 0.2 s, ... up to 5 s
+                    await asyncio.sleep(min(0.05 * 2**failures_in_a_row, 5.0))
+                else:
+                    failures_in_a_row = 0
+            finally:
+                self._busy -= 1
 
     async def _failure_rate_reached(self, status: DeliveryStatus, reply: SmtpReply) -> bool:
         """Keep the last attempts' outcomes; past the configured share of failures, pause the campaign, saying why."""

@@ -556,3 +556,25 @@ def test_enqueue_says_how_many_it_added_and_adds_nobody_twice(engine: Engine, se
     assert ledger.enqueue(engine, campaign, plan.editions.languages, "it") == 1
     assert ledger.enqueue(engine, campaign, plan.editions.languages, "it") == 0
     assert len(deliveries(engine)) == 26
+
+
+def test_a_relay_that_cannot_be_reached_leaves_its_share_to_the_others(engine: Engine, settings: Settings) -> None:
+    from mailer.settings import RelaySettings
+
+    emails = [f"p{n:02d}@example.org" for n in range(40)]
+    add_people(engine, emails)
+
+    async def main():  # type: ignore[no-untyped-def]
+        async with CaptureServer() as working:
+            s = settings.with_overrides(
+                smtp=parse_smtp_url("smtp://127.0.0.1:9"), smtp_connections=2,  # nothing listens there
+                extra_relays=(RelaySettings("backup", parse_smtp_url(working.url), connections=2),),
+            )
+            plan = Mailer(s, engine=engine).plan_send(load_issue(ISSUE_2026), None)
+            return await dispatch(engine, s, plan), working.messages
+
+    summary, received = asyncio.run(main())
+    assert summary.error is None and len(summary.relays_lost) == 1
+    assert "cannot connect to SMTP relay smtp://127.0.0.1:9" in summary.relays_lost[0]
+    assert Counter(r for m in received for r in m.recipients) == {e: 1 for e in emails}
+    assert {d.status for d in deliveries(engine).values()} == {DeliveryStatus.SENT}
