@@ -54,7 +54,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         stores = [("sqlite", lambda n: f"sqlite:///{tmp}/import-{n}.sqlite")]
         if args.postgresql:
-            from ledger_off_loop import fresh_postgresql_database
+            from databases import fresh_postgresql_database
 
             stores.append(("postgresql", lambda n: fresh_postgresql_database(args.postgresql, f"bench_import_{os.getpid()}_{n}")))
         for name, url_for in stores:

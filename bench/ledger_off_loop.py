@@ -31,6 +31,7 @@ from mailer.settings import load_settings, parse_smtp_url
 from mailer.threaded_ledger import ThreadedLedger, retry_locked
 
 sys.path.insert(0, str(Path(__file__).parent))
+from databases import fresh_postgresql_database  # noqa: E402
 from postfix_tools import find_postfix_tools, free_port  # noqa: E402
 from send_rate import prepare_campaign  # noqa: E402
 
@@ -108,19 +109,6 @@ def one_run(kind: type[ThreadedLedger], port: int, count: int, folder: Path, bus
     engine.dispose()
     assert sent == count, f"{sent} of {count} sent"
     return sent / elapsed, lag
-
-
-def fresh_postgresql_database(admin_url: str, name: str) -> str:
-    """A new, empty database on the server `admin_url` names (its role may create databases)."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    url = make_url(admin_url)
-    with psycopg.connect(host=url.host, port=url.port, user=url.username, password=url.password,
-                         dbname=url.database or "postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return url.set(database=name).render_as_string(hide_password=False)
 
 
 def main() -> None:

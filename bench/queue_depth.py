@@ -112,7 +112,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             stores = [("sqlite", lambda d: f"sqlite:///{tmp}/depth-{d}.sqlite")]
             if args.postgresql:
-                from ledger_off_loop import fresh_postgresql_database
+                from databases import fresh_postgresql_database
 
                 stores.append(("postgresql", lambda d: fresh_postgresql_database(args.postgresql, f"bench_depth_{os.getpid()}_{d}")))
             for name, url_for in stores:

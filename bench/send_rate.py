@@ -79,7 +79,7 @@ def rsa_key(folder: Path) -> Path:
 def fresh_database(kind: str, folder: Path, n: int, postgresql: str) -> str:
     if kind == "sqlite":
         return f"sqlite:///{folder / f'bench-{n}.sqlite'}"
-    from ledger_off_loop import fresh_postgresql_database
+    from databases import fresh_postgresql_database
 
     return fresh_postgresql_database(postgresql, f"bench_send_{os.getpid()}_{n}")
 

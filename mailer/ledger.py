@@ -148,7 +148,7 @@ def enqueue(engine: Engine, campaign: Campaign, languages: Sequence[str] = (), f
     )
     with engine.begin() as conn:
         added = max(conn.execute(statement).rowcount or 0, 0)
-    if engine.dialect.name == "postgresql":
+    if added >= 10_000 and engine.dialect.name == "postgresql":
         with engine.begin() as conn:  # fresh statistics (a sample: ~0.1 s), so the claim walks ix_delivery_due from its first batch
             conn.execute(text("ANALYZE delivery"))
     return added
@@ -303,12 +303,6 @@ def _result_statement(extra: tuple[str, ...]) -> Any:
         .where(*_held())
         .values(lease_owner=None, lease_until=None, **{c: bindparam(c) for c in columns})
     )
-
-
-def record_result(engine: Engine, claimed: Claimed, campaign_id: int, owner: str, result: Result, *, policy: BouncePolicy) -> Recorded:
-    """Write one result at once, in its own transaction (see record_result_on)."""
-    with engine.begin() as conn:
-        return record_result_on(conn, claimed, campaign_id, owner, result, policy=policy)
 
 
 def record_result_on(
@@ -534,7 +528,7 @@ def cancel(engine: Engine, campaign_id: int, reason: str) -> int | None:
         cancelled = conn.execute(
             update(Delivery.__table__)  # type: ignore[attr-defined]
             .where(D.campaign_id == campaign_id, D.status.in_(PENDING))
-            .values(status=DeliveryStatus.CANCELLED, smtp_reply=f"campaign cancelled: {reason}"[:1000], updated_at=now)
+            .values(status=DeliveryStatus.CANCELLED, smtp_reply=("campaign cancelled: " + reason if reason else "campaign cancelled")[:1000], updated_at=now)
         )
         return max(cancelled.rowcount or 0, 0)
 
