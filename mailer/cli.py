@@ -639,7 +639,8 @@ def worker(
 def campaign_pause(campaign_id: int, reason: str = typer.Option("", "--reason", help="Said in reports and to workers")) -> None:
     """Stop sending a campaign, on every worker, within seconds; `resume` goes on where it stopped."""
     campaign = _mailer().pause_campaign(campaign_id, reason)
-    say(f"campaign {campaign_id} paused ({campaign.status_reason}); messages in flight finish and are recorded")
+    why = f" ({campaign.status_reason})" if campaign.status_reason else ""
+    say(f"campaign {campaign_id} paused{why}; messages in flight finish and are recorded")
 
 
 @campaign_app.command("resume")

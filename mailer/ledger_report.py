@@ -15,7 +15,7 @@ from subscribers.statuses import EventKind
 
 CAMPAIGN = """
 SELECT c.id, c.newsletter, c.issue, COALESCE(l.name, CAST(c.list_id AS VARCHAR)), c.subject, c.status,
-       c.started_at, c.finished_at, c.sending_seconds
+       c.started_at, c.finished_at, c.sending_seconds, c.status_reason
 FROM campaign AS c LEFT JOIN mailing_list AS l ON l.id = c.list_id
 """
 COUNT_BY_STATUS = "SELECT status, COUNT(*) FROM delivery WHERE campaign_id = :cid GROUP BY status"
@@ -74,7 +74,7 @@ def delivery_report(db: Reader, selector: str | None = None, *, top: int = 5) ->
         found = db.rows(CAMPAIGN + "WHERE c.issue = :issue ORDER BY c.id DESC LIMIT 1", issue=selector)
     if not found:
         raise NotFound("no campaign yet" if selector is None else f"no campaign {selector!r}")
-    cid, newsletter, issue, list_name, subject, status, started, finished, seconds = found[0]
+    cid, newsletter, issue, list_name, subject, status, started, finished, seconds, status_reason = found[0]
     counts = {s: 0 for s in STATUS_ORDER} | dict(db.rows(COUNT_BY_STATUS, cid=cid))
     kinds: dict[str, int] = dict(db.rows(BOUNCED_BY_KIND, cid=cid))
     reasons = [BounceReason(*row) for row in db.rows(TOP_REASONS, cid=cid, top=top)]
@@ -87,6 +87,7 @@ def delivery_report(db: Reader, selector: str | None = None, *, top: int = 5) ->
         list_name=list_name,
         subject=subject,
         status=status,
+        status_reason=status_reason or "",
         total=sum(counts.values()),
         counts=counts,
         bounced_hard=kinds.get("hard", 0),

@@ -80,13 +80,14 @@ class Report:
     bounces_by_reason: list[ReasonCount] = field(default_factory=list)
     bounces_by_domain: list[DomainBounces] = field(default_factory=list)
     policy: str = ""  # the bounce policy in force, in words
+    status_reason: str = ""  # why it is paused or cancelled
 
     @property
     def state(self) -> str:
         """'done', 'sending', or 'waiting for retries until TIME' when only deferred deliveries are left."""
         if self.retry_at is not None:
             return f"waiting for retries until {self.retry_at:%Y-%m-%d %H:%M} UTC"
-        return self.status
+        return f"{self.status}: {self.status_reason}" if self.status_reason else self.status
 
     def to_json(self) -> str:
         return to_json({**asdict(self), "state": self.state})
@@ -112,6 +113,7 @@ ROWS = [
     ("failed", "failed (retries exhausted)"),
     ("skipped", "skipped (left before their turn)"),
     ("uncertain", "uncertain (may have arrived)"),
+    ("cancelled", "cancelled (campaign cancelled before their turn)"),
 ]
 
 
@@ -125,7 +127,8 @@ def render_table(report: Report) -> "Group":
     table.add_column("what")
     table.add_column("count", justify="right")
     for status, label in ROWS:
-        table.add_row(label, str(report.counts.get(status, 0)))
+        if status != "cancelled" or report.counts.get(status):
+            table.add_row(label, str(report.counts.get(status, 0)))
     table.add_section()
     table.add_row("hard bounces (address refused)", str(report.bounced_hard))
     table.add_row("soft bounces (temporary, or not the address)", str(report.bounced_soft))

@@ -87,7 +87,7 @@ class Workers(Sending):
 
     def pause_campaign(self, campaign_id: int, reason: str = "") -> Campaign:
         campaign = self.campaign(campaign_id)
-        if not ledger.pause(self.engine, campaign_id, reason or "paused by an operator"):
+        if not ledger.pause(self.engine, campaign_id, reason):
             raise CampaignError(f"campaign {campaign_id} is {campaign.status}: only a sending or scheduled campaign can be paused")
         return self.campaign(campaign_id)
 
@@ -100,7 +100,7 @@ class Workers(Sending):
     def cancel_campaign(self, campaign_id: int, reason: str = "") -> int:
         """Cancel for good; returns how many deliveries will now never be sent."""
         campaign = self.campaign(campaign_id)
-        cancelled = ledger.cancel(self.engine, campaign_id, reason or "cancelled by an operator")
+        cancelled = ledger.cancel(self.engine, campaign_id, reason)
         if cancelled is None:
             raise CampaignError(f"campaign {campaign_id} is already {campaign.status}")
         return cancelled

@@ -22,7 +22,7 @@ from mailer.web import create_app
 from mailer.web.admin import ADMIN_PATHS
 from mailer.web.security import Limits
 from subscribers.errors import InvalidToken
-from tests.conftest import ISSUE_2026
+from tests.conftest import ISSUE_2026, add_people
 
 Scenario = Callable[[httpx.AsyncClient, Mailer, CaptureServer], Awaitable[Any]]
 AppScenario = Callable[[httpx.AsyncClient, Mailer, CaptureServer, Starlette], Awaitable[Any]]
@@ -505,4 +505,26 @@ def test_an_operator_reviews_returned_mail_and_downloads_it_as_it_arrived(settin
         assert raw.content == question and raw.headers["content-disposition"].startswith("attachment")
         assert raw.headers["x-content-type-options"] == "nosniff"
         assert (await client.get("/admin/inbox/999.eml")).status_code == 404
+    run(settings, scenario)
+
+
+def test_a_paused_then_cancelled_campaign_says_so_and_why_in_the_pages_language(settings: Settings) -> None:
+    async def scenario(client: httpx.AsyncClient, mailer: Mailer, relay: CaptureServer) -> None:
+        add_people(mailer.engine, ["pia@example.org", "ugo@example.org"])
+        plan = mailer.plan_send(load_issue(ISSUE_2026), None)
+        campaign = mailer.start_send(plan)  # queued for the workers, nobody sent yet
+        assert campaign.id is not None
+        mailer.pause_campaign(campaign.id, "link sbagliato nella notizia 3")
+        mailer.add_admin_user("redazione", "correct horse battery")
+        await log_in(client)
+        page = (await client.get(f"/admin/campaigns/{campaign.id}", headers={"Accept-Language": "it"})).text
+        assert "in pausa" in page and "Motivo: link sbagliato nella notizia 3" in page
+        assert "annullati" not in page  # the cancelled row only appears when some are
+        assert ">in pausa</td>" in (await client.get("/admin/", headers={"Accept-Language": "it"})).text
+        mailer.cancel_campaign(campaign.id, "inviata per errore")
+        page = (await client.get(f"/admin/campaigns/{campaign.id}", headers={"Accept-Language": "it"})).text
+        assert "annullata" in page and "Motivo: inviata per errore" in page
+        assert "annullati (campagna annullata prima del loro turno)" in page
+        report = mailer.report(str(campaign.id))
+        assert report.state == "cancelled: inviata per errore" and report.counts["cancelled"] == 2
     run(settings, scenario)
