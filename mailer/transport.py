@@ -182,7 +182,7 @@ class SmtpConnection:
         """Drop the connection without QUIT (it is lost, stalled, or the server said 421)."""
         smtp, self._smtp = self._smtp, None
         if smtp is not None:
-            smtp.close()
+            _drop(smtp)
 
     async def close(self) -> None:
         smtp, self._smtp = self._smtp, None
@@ -192,4 +192,11 @@ class SmtpConnection:
             if smtp.is_connected:
                 await smtp.quit()
         except (aiosmtplib.SMTPException, OSError):
-            smtp.close()
+            _drop(smtp)
+
+
+def _drop(smtp: aiosmtplib.SMTP) -> None:
+    """Close the socket now, not once a stalled peer has read what is still buffered for it."""
+    if smtp.transport is not None:
+        smtp.transport.abort()
+    smtp.close()
