@@ -73,7 +73,7 @@ class Lane:
 
 @dataclass(frozen=True)
 class DispatchOptions:
-    batch_size: int = 20
+    batch_size: int = 100
     lease_seconds: int = 60  # renewed by the heartbeat every quarter of it; a dead run's claims expire after it
     retry: RetryRule = field(default_factory=RetryRule)
     max_rejections: int = 10  # this many 5xx in a row means the relay blocks us: stop
@@ -122,6 +122,7 @@ class Dispatcher:
         self._streak: list[tuple[int, int | None]] = []  # 5xx since the last delivery: (delivery, its bounce event)
         self._queue_size = 4 * len(self.senders)
         self._recent: deque[bool] = deque(maxlen=max(options.failure_window, 1))  # last attempts: failed or not
+        self._recent_failed = 0  # how many of them failed
         self._relays_down: set[str] = set()
         self._handed_back: list[_Job] = []  # jobs a failed relay could not send, for the others
         self._busy = 0  # connections holding a job right now
@@ -299,8 +300,12 @@ class Dispatcher:
         limit = self.options.pause_failure_rate
         if limit <= 0:
             return False
-        self._recent.append(status in (DeliveryStatus.DEFERRED, DeliveryStatus.UNCERTAIN, DeliveryStatus.FAILED))
-        failed = sum(self._recent)
+        failed_now = status in (DeliveryStatus.DEFERRED, DeliveryStatus.UNCERTAIN, DeliveryStatus.FAILED)
+        if len(self._recent) == self._recent.maxlen:
+            self._recent_failed -= self._recent[0]  # the oldest outcome leaves the window
+        self._recent.append(failed_now)
+        self._recent_failed += failed_now
+        failed = self._recent_failed
         if len(self._recent) < self.options.failure_window or failed < limit * len(self._recent) or self._stopping.is_set():
             return False
         reason = (

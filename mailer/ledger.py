@@ -198,7 +198,7 @@ def expire_leases(engine: Engine, campaign_id: int, dead_owners: Sequence[str] =
 def mark_handed(engine: Engine, delivery_id: int, owner: str) -> bool:
     """Note that this delivery is about to go to SMTP. False if the lease was lost: then it must not be sent."""
     with engine.begin() as conn:
-        return mark_handed_on(conn, delivery_id, owner)
+        return mark_handed_write(delivery_id, owner).run(conn)  # type: ignore[no-any-return]
 
 
 def _held(id_param: str = "delivery_id") -> tuple[Any, ...]:
@@ -210,10 +210,24 @@ def _held(id_param: str = "delivery_id") -> tuple[Any, ...]:
 _MARK_HANDED = update(Delivery.__table__).where(*_held()).values(handed_at=bindparam("now"))  # type: ignore[attr-defined]
 
 
-def mark_handed_on(conn: Connection, delivery_id: int, owner: str) -> bool:
-    """mark_handed within a transaction of the caller's (mailer.threaded_ledger commits several at once)."""
-    result = conn.execute(_MARK_HANDED, {"delivery_id": delivery_id, "owner": owner, "now": utcnow()})
-    return result.rowcount == 1
+@dataclass(frozen=True)
+class RowWrite:
+    """One UPDATE of one held row, as a statement and its parameters, so that a group commit can send many of
+    the same statement in one executemany (mailer.threaded_ledger). `held` is the answer when the row was
+    still held, `lost` when another run had settled its lease (nothing written)."""
+
+    statement: Any
+    params: dict[str, object]
+    held: Any
+    lost: Any
+
+    def run(self, conn: Connection) -> Any:
+        return self.held if conn.execute(self.statement, self.params).rowcount == 1 else self.lost
+
+
+def mark_handed_write(delivery_id: int, owner: str) -> RowWrite:
+    """mark_handed as a RowWrite, for a transaction of the caller's: True if the row was still held."""
+    return RowWrite(_MARK_HANDED, {"delivery_id": delivery_id, "owner": owner, "now": utcnow()}, True, False)
 
 
 def unhand(engine: Engine, delivery_id: int, owner: str) -> None:
@@ -226,15 +240,16 @@ def unhand(engine: Engine, delivery_id: int, owner: str) -> None:
         )
 
 
-def claim_batch(engine: Engine, campaign_id: int, owner: str, size: int, lease_seconds: int) -> list[Claimed]:
-    """Move up to `size` due deliveries to 'sending' under this owner's lease, and return them."""
-    now = utcnow()
+@functools.cache
+def _claim_statements() -> tuple[Any, Any]:
+    """The claim's two statements, built once (building and caching a statement per claim cost more than
+    running it): move the first `size` due rows to 'sending' under the lease, then read what they need."""
     due = (
         core_select(D.id)
-        .where(D.campaign_id == campaign_id, PENDING_CLAUSE, D.next_attempt_at <= now)
-        .where(core_select(C.id).where(C.id == campaign_id, C.status == CampaignStatus.SENDING).exists())  # paused: nothing
+        .where(D.campaign_id == bindparam("campaign"), PENDING_CLAUSE, D.next_attempt_at <= bindparam("claimed_at"))
+        .where(core_select(C.id).where(C.id == bindparam("campaign"), C.status == CampaignStatus.SENDING).exists())  # paused: nothing
         .order_by(D.id)
-        .limit(size)
+        .limit(bindparam("size"))
         .with_for_update(skip_locked=True)  # PostgreSQL: workers skip each other's rows; SQLite ignores it
         .scalar_subquery()
     )
@@ -243,11 +258,11 @@ def claim_batch(engine: Engine, campaign_id: int, owner: str, size: int, lease_s
         .where(D.id.in_(due), D.status.in_(PENDING))
         .values(
             status=DeliveryStatus.SENDING,
-            lease_owner=owner,
-            lease_until=now + timedelta(seconds=lease_seconds),
+            lease_owner=bindparam("claimer"),
+            lease_until=bindparam("leased_until"),
             attempts=D.attempts + 1,
             handed_at=None,
-            updated_at=now,
+            updated_at=bindparam("claimed_at"),
         )
         .returning(D.id)
     )
@@ -261,14 +276,22 @@ def claim_batch(engine: Engine, campaign_id: int, owner: str, size: int, lease_s
             .join(Subscriber.__table__, S.id == D.subscriber_id)  # type: ignore[attr-defined]
             .outerjoin(Subscription.__table__, and_(M.subscriber_id == D.subscriber_id, M.list_id == C.list_id))  # type: ignore[attr-defined]
         )
-        .where(D.campaign_id == campaign_id, D.status == DeliveryStatus.SENDING, D.lease_owner == owner)
+        .where(D.campaign_id == bindparam("campaign"), D.status == DeliveryStatus.SENDING, D.lease_owner == bindparam("claimer"))
         .order_by(D.id)
     )
+    return claim, details
+
+
+def claim_batch(engine: Engine, campaign_id: int, owner: str, size: int, lease_seconds: int) -> list[Claimed]:
+    """Move up to `size` due deliveries to 'sending' under this owner's lease, and return them."""
+    now = utcnow()
+    claim, details = _claim_statements()
+    params = {"campaign": campaign_id, "claimer": owner, "size": size, "claimed_at": now, "leased_until": now + timedelta(seconds=lease_seconds)}
     with engine.begin() as conn:
-        ids = set(conn.execute(claim).scalars().all())
+        ids = set(conn.execute(claim, params).scalars().all())
         if not ids:
             return []
-        rows = conn.execute(details).all()
+        rows = conn.execute(details, params).all()
     return [Claimed(r[0], r[1], r[2], r[3] or "", r[4], bool(r[5]), r[6] or "", r[7], r[8]) for r in rows if r[0] in ids]
 
 
@@ -305,15 +328,8 @@ def _result_statement(extra: tuple[str, ...]) -> Any:
     )
 
 
-def record_result_on(
-    conn: Connection, claimed: Claimed, campaign_id: int, owner: str, result: Result, *, policy: BouncePolicy
-) -> Recorded:
-    """Write one result within the caller's transaction. A row whose lease this owner lost is left alone
-    (UNCERTAIN returned, nothing written). Every attempt but a first-time success also gets a
-    delivery_attempt row, so each retry's reply stays on record. A delivery that fails for good after its
-    retries is judged by the bounce policy here; 5xx bounces are judged later by the dispatcher
-    (mailer.bounce_log.settle)."""
-    now = utcnow()
+def _result_values(claimed: Claimed, owner: str, result: Result, now: datetime) -> tuple[DeliveryStatus, dict[str, object]]:
+    """The status to store (a deferral with no retry time left is a failure) and the UPDATE's parameters."""
     status = result.status
     values: dict[str, object] = {
         "delivery_id": claimed.delivery_id, "owner": owner, "status": status, "smtp_code": result.code,
@@ -326,14 +342,38 @@ def record_result_on(
             values["next_attempt_at"] = result.retry_at
     elif status == DeliveryStatus.SENT:
         values["sent_at"] = now
+    return status, values
+
+
+def plain_success_write(claimed: Claimed, owner: str, result: Result) -> RowWrite | None:
+    """The whole record of a first-time success (no attempt row, no bounce) as one RowWrite, so that group
+    commits write many at once; None for any other result, which record_result_on writes."""
+    if result.status != DeliveryStatus.SENT or claimed.attempts > 1 or result.bounce:
+        return None
+    _, values = _result_values(claimed, owner, result, utcnow())
+    return RowWrite(_result_statement(("sent_at",)), values, Recorded(DeliveryStatus.SENT), Recorded(DeliveryStatus.UNCERTAIN))
+
+
+def record_result_on(
+    conn: Connection, claimed: Claimed, campaign_id: int, owner: str, result: Result, *, policy: BouncePolicy
+) -> Recorded:
+    """Write one result within the caller's transaction. A row whose lease this owner lost is left alone
+    (UNCERTAIN returned, nothing written). Every attempt but a first-time success also gets a
+    delivery_attempt row, so each retry's reply stays on record. A delivery that fails for good after its
+    retries is judged by the bounce policy here; 5xx bounces are judged later by the dispatcher
+    (mailer.bounce_log.settle)."""
+    plain = plain_success_write(claimed, owner, result)
+    if plain is not None:
+        return plain.run(conn)  # type: ignore[no-any-return]
+    now = utcnow()
+    status, values = _result_values(claimed, owner, result, now)
     updated = conn.execute(_result_statement(tuple(k for k in ("next_attempt_at", "sent_at") if k in values)), values)
     if updated.rowcount != 1:  # the first statement, so nothing of this result has been written
         return Recorded(DeliveryStatus.UNCERTAIN)
-    if status != DeliveryStatus.SENT or claimed.attempts > 1:
-        conn.execute(A.insert().values(
-            delivery_id=claimed.delivery_id, attempt=claimed.attempts, status=status, smtp_stage=result.stage,
-            smtp_code=result.code, smtp_reply=result.reply[:1000], relay=result.relay, created_at=now,
-        ))
+    conn.execute(A.insert().values(
+        delivery_id=claimed.delivery_id, attempt=claimed.attempts, status=status, smtp_stage=result.stage,
+        smtp_code=result.code, smtp_reply=result.reply[:1000], relay=result.relay, created_at=now,
+    ))
     event = None
     if result.bounce:
         event = log_bounce(

@@ -303,7 +303,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         smtp_rate=_number(env, "MAILER_SMTP_RATE", _get(data, "smtp.rate_per_second", 0), float),
         smtp_timeout=_number(env, "MAILER_SMTP_TIMEOUT", _get(data, "smtp.timeout", 30), float),
-        batch_size=_number(env, "MAILER_BATCH_SIZE", _get(data, "dispatch.batch_size", 20), int),
+        batch_size=_number(env, "MAILER_BATCH_SIZE", _get(data, "dispatch.batch_size", 100), int),
         lease_seconds=_number(env, "MAILER_LEASE_SECONDS", _get(data, "dispatch.lease_seconds", 60), int),
         max_attempts=_number(env, "MAILER_MAX_ATTEMPTS", _get(data, "dispatch.max_attempts", 30), int),
         retry_backoff=tuple(int(s) for s in backoff) or (300,),

@@ -26,7 +26,7 @@ from sqlalchemy.exc import OperationalError
 
 from mailer import ledger
 from mailer.errors import DatabaseUnavailable
-from mailer.ledger import Claimed, Expired, Recorded, Result
+from mailer.ledger import Claimed, Expired, Recorded, Result, RowWrite
 from mailer.owners import dead_here
 from mailer.policy import BouncePolicy
 from mailer.rate_limits import RateLimits
@@ -63,6 +63,10 @@ def settle_dead_claims(engine: Engine, campaign_id: int) -> Expired:
     return ledger.expire_leases(engine, campaign_id, dead_here(ledger.lease_owners(engine, campaign_id)))
 
 
+class _NotAllHeld(Exception):
+    """A group's executemany touched fewer rows than it had writes."""
+
+
 class ThreadedLedger:
     """One campaign's ledger; its calls are coroutines whose SQL runs in order on a single database thread."""
 
@@ -72,12 +76,12 @@ class ThreadedLedger:
         self.policy = policy
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ledger-{campaign_id}")
         self._lock = threading.Lock()
-        self._grouped: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []
+        self._grouped: list[tuple[Callable[[Connection], Any] | RowWrite, asyncio.Future[Any]]] = []
         self._flush_due = False
         self.commits = 0  # group commits made (for the benchmarks)
         self.grouped_writes = 0
 
-    async def _in_group(self, write: Callable[[Connection], T]) -> T:
+    async def _in_group(self, write: Callable[[Connection], T] | RowWrite) -> T:
         """Run `write` in the next group commit and wait for that commit."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
@@ -92,19 +96,41 @@ class ThreadedLedger:
         """On the database thread: every write waiting, in one transaction; then each caller gets its answer."""
         with self._lock:
             batch, self._grouped, self._flush_due = self._grouped, [], False
-
-        def transaction() -> list[Any]:
-            with self.engine.begin() as conn:
-                return [write(conn) for write, _ in batch]
-
+        writes = [write for write, _ in batch]
         try:
-            results = retry_locked(transaction)
+            try:
+                results = retry_locked(functools.partial(self._write_together, writes))
+            except _NotAllHeld:  # some row's lease was settled by another run: find which, one write at a time
+                results = retry_locked(functools.partial(self._write_one_by_one, writes))
         except BaseException as exc:  # noqa: BLE001: every caller of this group is told
             loop.call_soon_threadsafe(_fail_all, [f for _, f in batch], exc)
             return
         self.commits += 1
         self.grouped_writes += len(batch)
         loop.call_soon_threadsafe(_answer_all, [f for _, f in batch], results)
+
+    def _write_together(self, writes: list[Callable[[Connection], Any] | RowWrite]) -> list[Any]:
+        """One transaction: the RowWrites of each statement in one executemany, the other writes one by one.
+        When a statement's rows were not all still held, _NotAllHeld rolls the whole transaction back."""
+        results: list[Any] = [None] * len(writes)
+        alike: dict[int, list[int]] = {}
+        with self.engine.begin() as conn:
+            for i, write in enumerate(writes):
+                if isinstance(write, RowWrite):
+                    alike.setdefault(id(write.statement), []).append(i)
+                else:
+                    results[i] = write(conn)
+            for indexes in alike.values():
+                rows = [writes[i] for i in indexes]
+                if conn.execute(rows[0].statement, [w.params for w in rows]).rowcount != len(rows):  # type: ignore[union-attr]
+                    raise _NotAllHeld
+                for i, row in zip(indexes, rows):
+                    results[i] = row.held  # type: ignore[union-attr]
+        return results
+
+    def _write_one_by_one(self, writes: list[Callable[[Connection], Any] | RowWrite]) -> list[Any]:
+        with self.engine.begin() as conn:
+            return [write.run(conn) if isinstance(write, RowWrite) else write(conn) for write in writes]
 
     async def _run(self, function: Callable[..., T], *args: object, **kwargs: object) -> T:
         call = functools.partial(function, self.engine, *args, **kwargs)
@@ -127,12 +153,15 @@ class ThreadedLedger:
         return await self._run(ledger.claim_batch, self.campaign_id, owner, size, lease_seconds)
 
     async def mark_handed(self, delivery_id: int, owner: str) -> bool:
-        return await self._in_group(lambda conn: ledger.mark_handed_on(conn, delivery_id, owner))
+        return await self._in_group(ledger.mark_handed_write(delivery_id, owner))
 
     async def unhand(self, delivery_id: int, owner: str) -> None:
         await self._run(ledger.unhand, delivery_id, owner)
 
     async def record(self, claimed: Claimed, owner: str, result: Result) -> Recorded:
+        plain = ledger.plain_success_write(claimed, owner, result)
+        if plain is not None:
+            return await self._in_group(plain)
         campaign_id, policy = self.campaign_id, self.policy
         return await self._in_group(lambda conn: ledger.record_result_on(conn, claimed, campaign_id, owner, result, policy=policy))
 

@@ -578,3 +578,42 @@ def test_a_relay_that_cannot_be_reached_leaves_its_share_to_the_others(engine: E
     assert "cannot connect to SMTP relay smtp://127.0.0.1:9" in summary.relays_lost[0]
     assert Counter(r for m in received for r in m.recipients) == {e: 1 for e in emails}
     assert {d.status for d in deliveries(engine).values()} == {DeliveryStatus.SENT}
+
+
+def test_a_group_commit_with_a_lost_lease_writes_the_others_and_says_which_was_lost(engine: Engine, settings: Settings) -> None:
+    """Marks and first-time successes go in one executemany per statement; when a row's lease was taken
+    over meanwhile, the group is written again one row at a time, so each caller gets its own answer."""
+    import time
+
+    from mailer.ledger import Recorded, Result
+    from mailer.threaded_ledger import ThreadedLedger
+
+    add_people(engine, [f"g{n}@example.org" for n in range(6)])
+    plan = Mailer(settings, engine=engine).plan_send(load_issue(ISSUE_2026), None)
+    campaign = Mailer(settings, engine=engine).start_send(plan)
+    claimed = ledger.claim_batch(engine, campaign.id or 0, "run-a", 6, 60)
+    taken = {claimed[1].delivery_id, claimed[4].delivery_id}
+    with engine.begin() as conn:
+        conn.execute(update(Delivery).where(Delivery.id.in_(taken)).values(lease_owner="run-b"))  # type: ignore[attr-defined]
+
+    async def main() -> tuple[list[bool], list[Recorded], int]:
+        campaign_ledger = ThreadedLedger(engine, campaign.id or 0, settings.bounce_policy)
+        try:
+            campaign_ledger._thread.submit(time.sleep, 0.3)  # the database thread is busy: the marks queue up as one group
+            marks = await asyncio.gather(*(campaign_ledger.mark_handed(c.delivery_id, "run-a") for c in claimed[:3]))
+            campaign_ledger._thread.submit(time.sleep, 0.3)
+            recorded = await asyncio.gather(*(
+                campaign_ledger.record(c, "run-a", Result(DeliveryStatus.SENT, 250, "2.0.0 Ok", stage="done")) for c in claimed[3:]
+            ))
+            return list(marks), list(recorded), campaign_ledger.commits
+        finally:
+            campaign_ledger.close()
+
+    marks, recorded, commits = asyncio.run(main())
+    assert marks == [True, False, True]
+    assert [r.status for r in recorded] == [DeliveryStatus.SENT, DeliveryStatus.UNCERTAIN, DeliveryStatus.SENT]
+    assert commits == 2  # one group each
+    rows = {d.id: d for d in deliveries(engine).values()}
+    assert [rows[c.delivery_id].handed_at is not None for c in claimed[:3]] == [True, False, True]
+    assert [rows[c.delivery_id].status for c in claimed[3:]] == [DeliveryStatus.SENT, DeliveryStatus.SENDING, DeliveryStatus.SENT]
+    assert rows[claimed[4].delivery_id].lease_owner == "run-b"  # the other run's row is left alone
