@@ -10,6 +10,7 @@ import binascii
 import html
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from email.header import Header
 from email.policy import SMTP
@@ -87,11 +88,22 @@ class _SplicedPart:
 
     def render(self, values: dict[str, str]) -> list[bytes]:
         """The part's bytes as chunks: the first (the text before the first slot) never changes."""
+        return self.render_encoded(encode_values(values, self.escape))
+
+    def render_encoded(self, encoded: dict[str, bytes]) -> list[bytes]:
+        """render, with the values already encoded for this part (encode_values, once per message)."""
         out = [self.segments[0]]
         for slot, segment in zip(self.slots, self.segments[1:]):
-            value = values[slot]
-            out += (SOFT_BREAK, _qp_value(html.escape(value) if self.escape else value), SOFT_BREAK, segment)
+            out += (SOFT_BREAK, encoded[slot], SOFT_BREAK, segment)
         return out
+
+
+def encode_values(values: dict[str, str], escape: bool) -> dict[str, bytes]:
+    """Each slot value in quoted-printable, HTML-escaped first for the HTML part."""
+    return {slot: _qp_value(html.escape(value) if escape and _HTML_SPECIAL.search(value) else value) for slot, value in values.items()}
+
+
+_HTML_SPECIAL = re.compile(r"[&<>\"']")
 
 
 _PLAIN_VALUE = re.compile(r"[!-<>-~]+")  # printable ASCII but '=': quoted-printable leaves it as it is
@@ -172,6 +184,7 @@ class MessageBuilder:
         self.id_domain = nl.from_address.partition("@")[2] or "localhost"
         self.id_prefix = f"{nl.id}.{composed.issue.issue}.c{campaign_id}"
         self.mailto = nl.unsubscribe_mailto
+        self._date: tuple[int, bytes] = (-1, b"")
         boundary = "=_wip_" + secrets.token_hex(12)  # '=_' cannot occur in quoted-printable text
         self.head = b"".join(
             [
@@ -215,7 +228,7 @@ class MessageBuilder:
         )
         headers = b"".join(
             [
-                b"Date: ", formatdate(localtime=True).encode("ascii"), CRLF,
+                self._date_header(),
                 _to_header(name, r.email),
                 b"Message-ID: ", message_id.encode("ascii"), CRLF,
                 b"List-Unsubscribe: <", url.encode("ascii"), b">,\r\n <mailto:",
@@ -223,11 +236,21 @@ class MessageBuilder:
                 self.head,
             ]
         )
-        body = [self.text_head, *self.text.render(values), self.html_head, *self.html.render(values), self.tail]
+        body = [
+            self.text_head, *self.text.render_encoded(encode_values(values, False)),
+            self.html_head, *self.html.render_encoded(encode_values(values, True)), self.tail,
+        ]
         signature = self._signature(headers, body) if self.dkim else b""
         data = WireReady(b"".join([signature, headers, CRLF, *body]))  # _qp and _header keep it so
         tag = self.signer.bounce_tag(r.delivery_id)
         return Outgoing(f"{self.bounce_local}+{tag}@{self.bounce_domain}", r.email, data, message_id)
+
+    def _date_header(self) -> bytes:
+        """The Date header, formatted once per second rather than once per message."""
+        second = int(time.time())
+        if second != self._date[0]:
+            self._date = (second, b"Date: " + formatdate(second, localtime=True).encode("ascii") + CRLF)
+        return self._date[1]
 
     def _signature(self, headers: bytes, body: list[bytes]) -> bytes:
         """The DKIM-Signature header: the body hash finished from where the issue's left it (body[2:] are

@@ -68,3 +68,5 @@ def test_links_signed_before_the_key_cache_still_open_and_new_ones_read_the_same
     assert signer.unsubscribe_token(7, 3, 2, 11) == plain.dumps([7, 3, 2, 11])  # the very same bytes
     assert signer.manage_token(7, 2, 11) == URLSafeSerializer(keys, salt="manage").dumps([7, 0, 2, 11])
     assert signer.bounce_tag(42) == Signer(keys, salt="bounce", sep=".").sign(b"42").decode()
+    for claim in ([0, 0, 0], [1, 2, 3], [2**40, 17, 0, 99999], [5, 0, 12, 1]):  # the short way of writing them, too
+        assert signer.unsubscribe_token(*claim) == plain.dumps(claim)
