@@ -14,6 +14,7 @@ import aiosmtplib
 from mailer.errors import TransportError
 from mailer.replies import DATA, DONE, END, MAIL, RCPT, SmtpReply  # noqa: F401  (re-exported)
 from mailer.settings import SmtpTarget
+from mailer.smtp_session import CRLF, Session, envelope_address
 from mailer.wire import WireReady
 
 
@@ -50,14 +51,6 @@ def tls_context(validate: bool) -> ssl.SSLContext:
     return _TLS_CONTEXTS[validate]
 
 
-class _EndOfData(Exception):
-    """The line was lost after the message's final dot was written: the server may have kept the message."""
-
-
-class _RefusedAtEnd(aiosmtplib.SMTPResponseException):
-    """The server's refusal of the message, in its reply to the final dot."""
-
-
 class SmtpConnection:
     """One SMTP session, opened on first use and reopened after `max_messages` or a lost connection."""
 
@@ -70,7 +63,7 @@ class SmtpConnection:
         self.data_timeout = data_timeout
         self.max_messages = max_messages
         self.connect_retries = connect_retries
-        self._smtp: aiosmtplib.SMTP | None = None
+        self._session: Session | None = None
         self._sent_on_connection = 0
         self._transactions_on_connection = 0  # answered transactions, accepted or not
 
@@ -97,6 +90,11 @@ class SmtpConnection:
                             "or add ?starttls=false if this relay is on a network you trust"
                         )
                     await smtp.login(t.username, t.password or "")
+                if smtp.is_ehlo_or_helo_needed:  # a plain session without login has not greeted yet
+                    try:
+                        await smtp.ehlo()
+                    except aiosmtplib.SMTPHeloError:
+                        await smtp.helo()
                 return smtp
             except aiosmtplib.SMTPAuthenticationError as exc:
                 smtp.close()
@@ -113,7 +111,7 @@ class SmtpConnection:
 
         A reused connection that the server has meanwhile closed (idle timeout, or 421 at MAIL because of
         a per-connection limit) is reopened and the message tried once more on the fresh one."""
-        reused = self._smtp is not None and self._transactions_on_connection > 0
+        reused = self._session is not None and self._transactions_on_connection > 0
         reply = await self._transaction(envelope_from, recipient, data)
         if reused and reply.stage == MAIL and (reply.code is None or reply.code == 421):
             await self.close()
@@ -121,82 +119,66 @@ class SmtpConnection:
         return reply
 
     async def _transaction(self, envelope_from: str, recipient: str, data: bytes) -> SmtpReply:
-        if self._smtp is None or not self._smtp.is_connected or self._sent_on_connection >= self.max_messages:
+        if self._session is None or not self._session.is_open or self._sent_on_connection >= self.max_messages:
             await self.close()
-            self._smtp = await self._connect()
+            self._session = Session(await self._connect())
             self._sent_on_connection = self._transactions_on_connection = 0
-        smtp = self._smtp
-        stage = MAIL
-        try:
-            await smtp.mail(envelope_from)
-            stage = RCPT
-            await smtp.rcpt(recipient)
-            stage = DATA
-            response = await self._data(smtp, data)
-        except aiosmtplib.SMTPResponseException as exc:  # refused sender, recipient or message
+        session = self._session
+        commands = [b"MAIL FROM:" + envelope_address(envelope_from) + CRLF, b"RCPT TO:" + envelope_address(recipient) + CRLF, b"DATA\r\n"]
+        replies = await session.exchange(commands, _OPENING, self.timeout)
+        refused = next(((stage, r) for stage, r, code in zip(_STAGES, replies, _OPENING) if r[0] != code), None)
+        if refused is not None:  # our sender, the recipient or DATA refused (pipelined: the first refusal is the answer)
+            stage, (code, text) = refused
             self._transactions_on_connection += 1
-            if exc.code == 421 or not smtp.is_connected:  # 421: the server is closing this session
+            if len(replies) == 3 and replies[2][0] == 354:  # DATA accepted after all: an empty message ends it
+                session.write(b".\r\n")
+                replies += await session.reader.read(1, self.timeout)
+            if code == 421 or not session.is_open:  # 421: the server is closing this session
                 self._abort()
             else:
                 await self._reset()
-            return SmtpReply(exc.code, exc.message, END if isinstance(exc, _RefusedAtEnd) else stage)
-        except _EndOfData as lost:
-            self._abort()
-            return SmtpReply(None, f"connection lost after the end of the message: {lost.__cause__}", END)
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError, OSError) as exc:
+            return SmtpReply(code, text, stage)
+        if len(replies) < 3:
+            lost = SmtpReply(None, f"connection lost: {session.reader.lost or 'closed'}", _STAGES[len(replies)])
             self._abort()  # no QUIT: a stalled server would cost a second timeout
-            return SmtpReply(None, f"connection lost: {exc}", stage)
-        self._sent_on_connection += 1
+            return lost
+        if not session.write(data_bytes(data)):
+            lost = SmtpReply(None, f"connection lost: {session.reader.lost or 'closed'}", DATA)
+            self._abort()
+            return lost
+        final = await session.reader.read(1, max(self.timeout, self.data_timeout))
         self._transactions_on_connection += 1
-        return SmtpReply(response.code, response.message, DONE)
-
-    async def _data(self, smtp: aiosmtplib.SMTP, message: bytes) -> aiosmtplib.SMTPResponse:
-        """DATA, then the message. aiosmtplib's data() does both in one call; the two steps are taken apart
-        here (its public execute_command, then its protocol's write and read_response) so that a line lost
-        before the final dot left is told from one lost after it: only the latter can have delivered."""
-        start = await smtp.execute_command(b"DATA")
-        if start.code != 354:
-            raise aiosmtplib.SMTPDataError(start.code, start.message)
-        protocol = smtp.protocol
-        if protocol is None:
-            raise aiosmtplib.SMTPServerDisconnected("connection lost before the message was sent")
-        protocol.write(data_bytes(message))  # raises SMTPServerDisconnected if the line is already gone
-        try:
-            response = await protocol.read_response(timeout=max(self.timeout, self.data_timeout))
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError, OSError) as exc:
-            raise _EndOfData() from exc
-        if response.code != 250:
-            raise _RefusedAtEnd(response.code, response.message)
-        return response
+        if not final:  # the whole message went out, and no answer came: it may have been delivered
+            lost = SmtpReply(None, f"connection lost after the end of the message: {session.reader.lost}", END)
+            self._abort()
+            return lost
+        code, text = final[0]
+        if code == 421:
+            self._abort()
+        elif code == 250:
+            self._sent_on_connection += 1
+            return SmtpReply(code, text, DONE)
+        return SmtpReply(code, text, END)
 
     async def _reset(self) -> None:
         """RSET after a refused command so the session can carry the next message."""
-        if self._smtp is None:
+        if self._session is None:
             return
-        try:
-            await self._smtp.rset()
-        except (aiosmtplib.SMTPException, OSError):
-            await self.close()
+        replies = await self._session.exchange([b"RSET\r\n"], (250,), self.timeout)
+        if not replies or replies[0][0] != 250:
+            self._abort()
 
     def _abort(self) -> None:
         """Drop the connection without QUIT (it is lost, stalled, or the server said 421)."""
-        smtp, self._smtp = self._smtp, None
-        if smtp is not None:
-            _drop(smtp)
+        session, self._session = self._session, None
+        if session is not None:
+            session.drop()
 
     async def close(self) -> None:
-        smtp, self._smtp = self._smtp, None
-        if smtp is None:
-            return
-        try:
-            if smtp.is_connected:
-                await smtp.quit()
-        except (aiosmtplib.SMTPException, OSError):
-            _drop(smtp)
+        session, self._session = self._session, None
+        if session is not None:
+            await session.quit(self.timeout)
 
 
-def _drop(smtp: aiosmtplib.SMTP) -> None:
-    """Close the socket now, not once a stalled peer has read what is still buffered for it."""
-    if smtp.transport is not None:
-        smtp.transport.abort()
-    smtp.close()
+_STAGES = (MAIL, RCPT, DATA)
+_OPENING = (250, 250, 354)  # the replies that let a transaction go on: sender and recipient accepted, send the message

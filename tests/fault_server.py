@@ -3,7 +3,8 @@ and every reply it gave; with a fault rate it answers at random as troubled rela
 
 Faults, each drawn per transaction from a seeded generator: 421 (and hang up), 451 or 452 or 550 to RCPT,
 554 after DATA, the line dropped before DATA (at RCPT) or after the final dot (the message kept, no reply),
-and a stall past the client's timeout before DATA.
+and a stall past the client's timeout before DATA. It advertises PIPELINING, so the client's pipelined
+transactions (mailer.smtp_session) meet every fault.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class FaultHandler:
     stall_seconds: float = 2.0
     seed: int = 1
     stall_for: frozenset[str] = frozenset()  # these recipients always stall at RCPT
+    pipelining: bool = True  # advertise PIPELINING (RFC 2920) as real relays do: MAIL, RCPT and DATA come in one write
     accepted: Counter[str] = field(default_factory=Counter)  # recipient -> times the message was kept
     replies: dict[str, list[int | None]] = field(default_factory=lambda: defaultdict(list))  # recipient -> codes given
     faults: Counter[str] = field(default_factory=Counter)
@@ -54,6 +56,10 @@ class FaultHandler:
             fault = self._random.choice(FAULTS)
             self.faults[fault] += 1
             return fault
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        return responses[:-1] + ["250-PIPELINING"] + responses[-1:] if self.pipelining else responses
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
         fault = "stall" if address in self.stall_for else self._draw()

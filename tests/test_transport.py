@@ -24,8 +24,8 @@ def test_one_connection_carries_many_messages_and_reconnects_at_its_limit() -> N
             for n in range(7):
                 reply = await connection.send("from@example.org", f"r{n}@example.org", MESSAGE)
                 assert (reply.code, reply.stage) == (250, DONE)
-                assert connection._smtp is not None
-                peers.add(connection._smtp.transport.get_extra_info("sockname"))  # type: ignore[union-attr]
+                assert connection._session is not None
+                peers.add(connection._session.transport.get_extra_info("sockname"))
             await connection.close()
             return len(peers), [m.data for m in server.messages]
 
@@ -39,8 +39,8 @@ def test_a_connection_the_server_dropped_while_idle_is_reopened() -> None:
         async with CaptureServer() as server:
             connection = SmtpConnection(parse_smtp_url(server.url))
             assert (await connection.send("f@example.org", "one@example.org", MESSAGE)).code == 250
-            assert connection._smtp is not None and connection._smtp.transport is not None
-            connection._smtp.transport.close()  # what an idle timeout on the server side looks like to us
+            assert connection._session is not None
+            connection._session.transport.close()  # what an idle timeout on the server side looks like to us
             await asyncio.sleep(0.05)
             reply = await connection.send("f@example.org", "two@example.org", MESSAGE)
             assert (reply.code, reply.stage) == (250, DONE)
@@ -92,9 +92,11 @@ def test_an_unreachable_relay_raises_after_retries() -> None:
         asyncio.run(connection.send("f@example.org", "r@example.org", MESSAGE))
 
 
-async def _scripted_server(hang_up_after: str) -> tuple[asyncio.AbstractServer, int, list[bytes]]:
+async def _scripted_server(hang_up_after: str, pipelining: bool = False) -> tuple[asyncio.AbstractServer, int, list[bytes]]:
     """A raw SMTP server that answers every command with success and hangs up without a word at one point:
-    'rcpt' right after its 250 to RCPT TO, 'dot' after reading the message's final dot."""
+    'rcpt' right after its 250 to RCPT TO, 'dot' after reading the message's final dot. With `pipelining`
+    it advertises PIPELINING and answers MAIL only once RCPT and DATA have come too: a client that waited
+    for each reply would get nothing (RFC 2920 lets a server wait so)."""
     received: list[bytes] = []
 
     async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -102,17 +104,20 @@ async def _scripted_server(hang_up_after: str) -> tuple[asyncio.AbstractServer, 
         while line := await reader.readline():
             command = line[:4].upper()
             if command == b"EHLO":
-                writer.write(b"250-scripted\r\n250 8BITMIME\r\n")
+                writer.write(b"250-scripted\r\n" + (b"250-PIPELINING\r\n" if pipelining else b"") + b"250 8BITMIME\r\n")
+            elif command == b"MAIL" and pipelining:
+                group = [command, (await reader.readline())[:4].upper(), (await reader.readline())[:4].upper()]
+                assert group == [b"MAIL", b"RCPT", b"DATA"], group
+                writer.write(b"250 OK\r\n250 OK\r\n" + (b"" if hang_up_after == "rcpt" else b"354 go ahead\r\n"))
+                if hang_up_after == "rcpt" or not await _message(reader, writer, received, hang_up_after):
+                    break
+            elif command == b"QUIT":
+                writer.write(b"221 bye\r\n")
+                break
             elif command == b"DATA":
                 writer.write(b"354 go ahead\r\n")
-                await writer.drain()
-                data = b""
-                while not data.endswith(b"\r\n.\r\n"):
-                    data += await reader.readline()
-                received.append(data)
-                if hang_up_after == "dot":
+                if not await _message(reader, writer, received, hang_up_after):
                     break
-                writer.write(b"250 2.0.0 queued\r\n")
             else:
                 writer.write(b"250 OK\r\n")
                 if command == b"RCPT" and hang_up_after == "rcpt":
@@ -125,10 +130,24 @@ async def _scripted_server(hang_up_after: str) -> tuple[asyncio.AbstractServer, 
     return server, server.sockets[0].getsockname()[1], received
 
 
-@pytest.mark.parametrize(("hang_up_after", "stage", "kept"), [("rcpt", DATA, 0), ("dot", END, 1)])
-def test_the_stage_a_line_is_lost_at_says_whether_the_message_can_have_arrived(hang_up_after: str, stage: str, kept: int) -> None:
+async def _message(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, received: list[bytes], hang_up_after: str) -> bool:
+    """Read one message up to its final dot; answer it, or (hanging up after the dot) return False."""
+    await writer.drain()
+    data = b""
+    while not data.endswith(b"\r\n.\r\n"):
+        data += await reader.readline()
+    received.append(data)
+    if hang_up_after == "dot":
+        return False
+    writer.write(b"250 2.0.0 queued\r\n")
+    return True
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
+@pytest.mark.parametrize(("hang_up_after", "stage", "kept"), [("rcpt", DATA, 0), ("dot", END, 1), ("never", DONE, 1)])
+def test_the_stage_a_line_is_lost_at_says_whether_the_message_can_have_arrived(hang_up_after: str, stage: str, kept: int, pipelining: bool) -> None:
     async def main() -> tuple[SmtpReply, list[bytes]]:
-        server, port, received = await _scripted_server(hang_up_after)
+        server, port, received = await _scripted_server(hang_up_after, pipelining)
         async with server:
             connection = SmtpConnection(parse_smtp_url(f"smtp://127.0.0.1:{port}"), timeout=5)
             reply = await connection.send("from@example.org", "to@example.org", MESSAGE)
@@ -136,9 +155,10 @@ def test_the_stage_a_line_is_lost_at_says_whether_the_message_can_have_arrived(h
         return reply, received
 
     reply, received = asyncio.run(main())
-    assert (reply.code, reply.stage) == (None, stage)
+    assert reply.stage == stage and (reply.code is None) == (stage != DONE), reply
     assert len(received) == kept
-    assert classify(reply).status == (DeliveryStatus.UNCERTAIN if kept else DeliveryStatus.DEFERRED)
+    if stage != DONE:
+        assert classify(reply).status == (DeliveryStatus.UNCERTAIN if kept else DeliveryStatus.DEFERRED)
     if kept:  # what went over the line: CRLF, the leading dot doubled, the final dot (mailer.transport.data_bytes)
         assert received[0] == b"Subject: t\r\n\r\n..leading dot\r\nbody\r\n.\r\n"
 
@@ -234,3 +254,63 @@ def test_a_plain_session_builds_no_tls_context() -> None:
     finally:
         ssl.create_default_context = real
     assert built == []
+
+
+class _PipeliningRelay:
+    """An aiosmtpd handler that advertises PIPELINING and refuses some senders and recipients."""
+
+    def __init__(self) -> None:
+        self.sessions: set[int] = set()
+        self.kept: list[str] = []
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
+        session.host_name = hostname
+        self.sessions.add(id(session))
+        return responses[:-1] + ["250-PIPELINING"] + responses[-1:]
+
+    async def handle_MAIL(self, server, session, envelope, address, options):  # type: ignore[no-untyped-def]
+        if address.startswith("blocked"):
+            return "550 5.7.1 Sender blocked"
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, options):  # type: ignore[no-untyped-def]
+        if address.startswith("unknown"):
+            return "550 5.1.1 User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        self.kept += envelope.rcpt_tos
+        return "250 2.0.0 Ok: queued"
+
+
+def test_pipelined_refusals_are_told_by_the_first_refused_step_and_the_session_carries_on() -> None:
+    """MAIL, RCPT and DATA go in one write; a refused sender or recipient makes the later commands fail
+    too, and the answer is the first refusal, after which RSET readies the same session for the next one."""
+    from aiosmtpd.controller import Controller
+
+    from tests.imap_server import _free_port
+
+    handler = _PipeliningRelay()
+    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
+    controller.start()
+    try:
+        async def main() -> list[SmtpReply]:
+            connection = SmtpConnection(parse_smtp_url(f"smtp://127.0.0.1:{controller.port}"))
+            assert connection._session is None
+            replies = [
+                await connection.send("blocked@example.org", "a@example.org", MESSAGE),
+                await connection.send("f@example.org", "unknown@example.org", MESSAGE),
+                await connection.send("f@example.org", "b@example.org", MESSAGE),
+            ]
+            assert connection._session is not None and connection._session.pipelining
+            await connection.close()
+            return replies
+
+        replies = asyncio.run(main())
+    finally:
+        controller.stop()
+    assert [(r.code, r.stage) for r in replies] == [(550, MAIL), (550, RCPT), (250, DONE)]
+    assert "Sender blocked" in replies[0].text and "User unknown" in replies[1].text
+    assert handler.kept == ["b@example.org"] and len(handler.sessions) == 1
