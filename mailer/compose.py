@@ -7,7 +7,6 @@ builder splices in; the markers are plain ASCII words, so MJML, premailer and qu
 from __future__ import annotations
 
 import functools
-import logging
 import re
 import textwrap
 import tomllib
@@ -19,8 +18,8 @@ import jinja2
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 from mjml import mjml2html
-from premailer import Premailer
 
+from mailer.css_inline import inline_css
 from mailer.errors import ComposeError, Problem
 from mailer.issue import Issue, markdown_parser
 from mailer.markdown_text import markdown_to_text
@@ -200,34 +199,6 @@ def mjml_to_html(source: str) -> str:
         return str(mjml2html(source, disable_comments=True))
     except Exception as exc:  # mjml-python raises plain exceptions for template errors
         raise ComposeError(f"MJML compile failed: {exc}") from exc
-
-
-@functools.lru_cache(maxsize=16)
-def inline_css(html: str) -> str:
-    """Inline the CSS with premailer, keeping what the mobile layout and dark mode need.
-
-    Only the template's own class rules are inlined (and then left out of the head): MJML's reset
-    (`table, td {border-collapse...}`, `p {margin...}`) stays in the head alone, where every client that
-    needs it reads it, instead of being repeated on every cell (~12 KB of a 30-item issue). Media queries
-    (phone layout, dark mode) are kept in the head. premailer drops the doctype when its case differs from
-    lxml's ('<!doctype html>' from MJML) and strips !important by default, which would let inline styles
-    beat the media queries.
-    """
-    html = re.sub(r"^\s*<!doctype html>", "<!DOCTYPE html>", html, count=1, flags=re.IGNORECASE)
-    html = re.sub(r"<style(?=[ >])(?![^>]*data-premailer)([^>]*)>(?=\s*#outlook a)", r'<style data-premailer="ignore"\1>', html, count=1)
-    premailer = Premailer(
-        html,
-        strip_important=False,
-        keep_style_tags=False,
-        disable_validation=True,
-        allow_network=False,
-        cssutils_logging_level=logging.CRITICAL,
-        remove_classes=False,
-    )
-    out = premailer.transform(pretty_print=False)
-    if not out.lstrip().upper().startswith("<!DOCTYPE"):
-        out = "<!DOCTYPE html>\n" + out
-    return out
 
 
 def _tidy_text(text: str) -> str:

@@ -79,6 +79,31 @@ def test_premailer_defaults_would_break_the_layout() -> None:
     assert ours.startswith("<!DOCTYPE html>") and "red !important" in ours
 
 
+def test_inlining_with_the_sheets_kept_writes_what_premailer_writes() -> None:
+    """The style sheets' rules and media-query text are kept between documents (mailer.css_inline); each
+    document still comes out as premailer alone, with the same options and nothing kept, writes it."""
+    import logging
+
+    from premailer import Premailer
+
+    def plain(html: str) -> str:
+        html = re.sub(r"^\s*<!doctype html>", "<!DOCTYPE html>", html, count=1, flags=re.IGNORECASE)
+        html = re.sub(r"<style(?=[ >])(?![^>]*data-premailer)([^>]*)>(?=\s*#outlook a)", r'<style data-premailer="ignore"\1>', html, count=1)
+        out = Premailer(html, strip_important=False, keep_style_tags=False, disable_validation=True, allow_network=False,
+                        cssutils_logging_level=logging.CRITICAL, remove_classes=False, cache_css_parsing=False).transform(pretty_print=False)
+        return out if out.lstrip().upper().startswith("<!DOCTYPE") else "<!DOCTYPE html>\n" + out
+
+    style = "<mj-style>.x{color:#123456} .y a{font-weight:bold} @media (max-width:480px){.x{color:red !important}}</mj-style>"
+    documents = [
+        mjml_to_html(f"<mjml><mj-head>{style}</mj-head><mj-body><mj-section><mj-column>{body}</mj-column></mj-section></mj-body></mjml>")
+        for body in ("<mj-text css-class='x'>a</mj-text>", "<mj-text css-class='y'><a href='#'>b</a></mj-text><mj-text css-class='x'>c</mj-text>")
+    ]
+    for html in documents + documents:  # the second round finds every sheet kept
+        ours = inline_css.__wrapped__(html)  # past the per-document cache
+        assert ours == plain(html)
+        assert "red !important" in ours and "#123456" in ours
+
+
 def test_date_line_from_issue_id(settings: Settings) -> None:
     issue = load_issue(ISSUE_2026)
     assert date_line(issue) == "Maggio 2026"
