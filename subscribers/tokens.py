@@ -70,7 +70,9 @@ class KeyCachingSigner(Signer):
         key = self.__dict__.get("_key")
         if key is None:  # the newest key, derived once per signer (older keys only ever verify)
             key = self.__dict__["_key"] = self.derive_key()
-        return _urlsafe_b64(hmac.digest(key, value if type(value) is bytes else want_bytes(value), self.algorithm.digest_method))
+            # by name ('sha1'), hmac.digest takes OpenSSL's one-shot HMAC; itsdangerous's lazy sha1 wrapper would not
+            self.__dict__["_digest"] = self.algorithm.digest_method().name
+        return _urlsafe_b64(hmac.digest(key, value if type(value) is bytes else want_bytes(value), self.__dict__["_digest"]))
 
 
 def _urlsafe_b64(data: bytes) -> bytes:
