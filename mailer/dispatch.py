@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -26,6 +27,9 @@ from mailer.retry import RetryRule
 from mailer.statuses import CampaignStatus, DeliveryStatus
 from mailer.replies import SmtpReply
 from subscribers.models import utcnow
+
+BUILD_AHEAD = 16  # messages built at once, ahead of the connections
+BUILD_THREADS = 2  # threads that build DKIM-signed messages
 
 
 class Ledger(Protocol):
@@ -127,6 +131,7 @@ class Dispatcher:
         self._handed_back: list[_Job] = []  # jobs a failed relay could not send, for the others
         self._busy = 0  # connections holding a job right now
         self.lease_seconds = max(options.lease_seconds, 4)
+        self._build_threads = ThreadPoolExecutor(BUILD_THREADS, thread_name_prefix="build") if builder.signs else None
 
     def stop(self) -> None:
         """Finish the messages in flight, then stop; the rest stays queued for the next run."""
@@ -174,6 +179,8 @@ class Dispatcher:
             else:
                 await self._settle_streak()  # ran to the end, and this relay delivers this campaign: its last bounces are real
             heartbeat.cancel()
+            if self._build_threads is not None:
+                self._build_threads.shutdown(wait=True)
             await asyncio.gather(heartbeat, return_exceptions=True)
             # Every claim of this run not handed to SMTP goes back, by owner: also one whose answer a cancel cut off.
             self.summary.released = await self.ledger.release_unsent(self.owner)
@@ -205,19 +212,35 @@ class Dispatcher:
             batch = await self.ledger.claim(self.owner, opts.batch_size, self.lease_seconds)
             if not batch:
                 break
+            wanted = []
             for claimed in batch:
                 if self._stopping.is_set():
                     return  # the rest of the batch is given back by release_unsent
                 if not claimed.still_subscribed:
                     await self._record(claimed, Result(DeliveryStatus.SKIPPED, None, "no longer subscribed"))
                     continue
-                outgoing = self.builder.build(
-                    Recipient(claimed.email, claimed.name, claimed.subscriber_id, claimed.token_version, claimed.delivery_id),
-                    claimed.language,
-                )
-                await queue.put((claimed, outgoing))
+                wanted.append(claimed)
+            for start in range(0, len(wanted), BUILD_AHEAD):
+                chunk = wanted[start : start + BUILD_AHEAD]
+                for claimed, outgoing in zip(chunk, await self._build(chunk)):
+                    if self._stopping.is_set():
+                        return
+                    await queue.put((claimed, outgoing))
         for _ in self.senders:
             await queue.put(None)
+
+    async def _build(self, chunk: list[Claimed]) -> list[Outgoing]:
+        """The chunk's messages. Signed ones are built on threads: the RSA signature (about 0.25 ms) runs
+        without Python's lock, beside the event loop and the connections it carries."""
+        people = [
+            (Recipient(c.email, c.name, c.subscriber_id, c.token_version, c.delivery_id), c.language) for c in chunk
+        ]
+        if self._build_threads is None:
+            return [self.builder.build(recipient, language) for recipient, language in people]
+        loop = asyncio.get_running_loop()
+        return list(await asyncio.gather(*(
+            loop.run_in_executor(self._build_threads, self.builder.build, recipient, language) for recipient, language in people
+        )))
 
     async def _work(self, lane: Lane, queue: asyncio.Queue[_Job | None]) -> None:
         sender = lane.sender

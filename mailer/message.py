@@ -272,3 +272,8 @@ class EditionBuilders:
     def build(self, r: Recipient, language: str = "") -> Outgoing:
         return (self.by_language.get(language) or self.by_language[self.fallback]).build(r)
 
+    @property
+    def signs(self) -> bool:
+        """Whether the messages get a DKIM signature."""
+        return any(b.dkim is not None for b in self.by_language.values())
+

@@ -151,3 +151,31 @@ def test_bad_keys_and_selectors_are_one_clear_line(tmp_path: Path) -> None:
     assert again.returncode == 1 and "never overwritten" in again.stderr and (tmp_path / "junk.pem").read_text() == "not a key\n"
     bad = run(["dkim", "keygen", "--selector", "bad selector", "--out", str(tmp_path / "new.pem")], {})
     assert bad.returncode == 1 and "DNS label" in bad.stderr and not (tmp_path / "new.pem").exists()
+
+
+def test_a_signed_campaign_built_on_threads_reaches_everyone_once_and_every_signature_verifies(signing) -> None:  # type: ignore[no-untyped-def]
+    """With DKIM on, the dispatcher builds messages on threads beside its event loop (mailer.dispatch)."""
+    import asyncio
+
+    from mailer.issue import load_issue
+    from mailer.settings import parse_smtp_url
+    from tests.conftest import add_people
+
+    env, dns, _ = signing
+    people = [f"p{n}@example.org" for n in range(40)]
+
+    async def main() -> list[tuple[list[str], bytes]]:
+        async with CaptureServer() as server:
+            mailer = Mailer(load_settings(env).with_overrides(smtp=parse_smtp_url(server.url), smtp_connections=3))
+            add_people(mailer.engine, people)
+            plan = mailer.plan_send(load_issue(ISSUE_2026), None)
+            outcome = await mailer.run_send(mailer.start_send(plan), plan.composed_by_language)
+            mailer.close()
+            assert outcome.summary.counts["sent"] == len(people)
+            return [(m.recipients, m.data) for m in server.messages]
+
+    received = asyncio.run(main())
+    assert sorted(r for recipients, _ in received for r in recipients) == sorted(people)
+    for recipients, data in received:
+        assert dkim.verify(data, dnsfunc=dns), recipients
+        assert re.search(rb"^To: .*<" + re.escape(recipients[0].encode()) + rb">\r$", data.split(b"\r\n\r\n", 1)[0], re.M)  # its own message
