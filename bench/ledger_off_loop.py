@@ -19,14 +19,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
 
 from mailer.dispatch import Dispatcher, DispatchOptions
+from mailer.ledger import RowWrite
 from mailer.settings import load_settings, parse_smtp_url
 from mailer.threaded_ledger import ThreadedLedger, retry_locked
 
@@ -55,12 +56,15 @@ class OnLoopLedger(ThreadedLedger):
     async def _run(self, function: Callable[..., T], *args: object, **kwargs: object) -> T:
         return retry_locked(lambda: function(self.engine, *args, **kwargs))
 
-    async def _in_group(self, write: Callable[[Connection], T]) -> T:
+    async def _in_group(self, write: Callable[[Connection], T] | RowWrite) -> T:
         def transaction() -> T:
             with self.engine.begin() as conn:
-                return write(conn)
+                return write.run(conn) if isinstance(write, RowWrite) else write(conn)  # type: ignore[no-any-return]
 
         return retry_locked(transaction)
+
+    async def _in_group_all(self, writes: Sequence[Callable[[Connection], Any] | RowWrite]) -> list[Any]:
+        return [await self._in_group(write) for write in writes]
 
 
 async def loop_lag(stop: asyncio.Event) -> float:

@@ -42,6 +42,8 @@ class Ledger(Protocol):
     async def mark_handed(self, delivery_id: int, owner: str) -> bool: ...
     async def unhand(self, delivery_id: int, owner: str) -> None: ...
     async def record(self, claimed: Claimed, owner: str, result: Result) -> Recorded: ...
+    # a result and the next message's mark, committed in that order (together, or the result first)
+    async def record_and_mark(self, claimed: Claimed, owner: str, result: Result, next_id: int) -> tuple[Recorded, bool]: ...
     async def renew(self, owner: str, lease_seconds: int) -> int: ...
     async def release_unsent(self, owner: str) -> int: ...
     async def has_delivered(self) -> bool: ...
@@ -243,14 +245,21 @@ class Dispatcher:
         )))
 
     async def _work(self, lane: Lane, queue: asyncio.Queue[_Job | None]) -> None:
+        """One connection's loop: mark a message handed, send it, record its reply. When the next message is
+        already waiting (and no rate limit stands between them), its mark goes to the database with this
+        one's result, in the same group commit: one commit to wait for per message instead of two, and the
+        result of a message is still on record before the next one goes to SMTP."""
         sender = lane.sender
         failures_in_a_row = 0  # on this connection: each one waits longer before the next message
         last_call = False  # the producer is done: only jobs handed back by a failed relay are left
+        marked: _Job | None = None  # the next job, already marked handed with the last result
         while True:
-            if lane.relay in self._relays_down:
+            if marked is not None:
+                job: _Job | None = marked
+            elif lane.relay in self._relays_down:
                 return  # this relay failed on another of its connections: its jobs go to the others
-            if self._handed_back:
-                job: _Job | None = self._handed_back.pop()
+            elif self._handed_back:
+                job = self._handed_back.pop()
             elif last_call:
                 if not self._busy:
                     return
@@ -263,29 +272,33 @@ class Dispatcher:
                     continue
             self._busy += 1
             try:
-                if self._stopping.is_set():
-                    return
                 claimed, outgoing = job
-                if lane.throttle is not None:
-                    await lane.throttle.wait(outgoing.recipient)
-                if self._stopping.is_set():
-                    return  # stopped while waiting for our turn: the job goes back to the queue
-                if not await self.ledger.mark_handed(claimed.delivery_id, self.owner):
-                    continue  # another run settled this lease: leave it alone
+                if marked is not None:
+                    marked = None
+                    if self._stopping.is_set() or lane.relay in self._relays_down:
+                        await self._give_back(job, lane)
+                        return
+                else:
+                    if self._stopping.is_set():
+                        return
+                    if lane.throttle is not None:
+                        await lane.throttle.wait(outgoing.recipient)
+                    if self._stopping.is_set():
+                        return  # stopped while waiting for our turn: the job goes back to the queue
+                    if not await self.ledger.mark_handed(claimed.delivery_id, self.owner):
+                        continue  # another run settled this lease: leave it alone
                 try:
                     reply = await sender.send(outgoing.envelope_from, outgoing.recipient, outgoing.data)
                 except TransportError as exc:
                     # The relay cannot be reached or refuses our login (after the connection's own retries):
                     # nothing left us. If another relay still works, the message waits for it; else the run
                     # stops and the delivery goes back with the rest of the run's claims.
-                    await self.ledger.unhand(claimed.delivery_id, self.owner)
                     if lane.relay not in self._relays_down:
                         self._relays_down.add(lane.relay)
                         self.summary.relays_lost.append(str(exc))
                     if self._relays_down >= {other.relay for other in self.lanes}:
                         self._fail(str(exc))
-                    else:
-                        self._handed_back.append(job)  # a connection of a working relay takes it next
+                    await self._give_back(job, lane)
                     return
                 verdict = classify(reply)
                 if verdict.stop_run or verdict.status is None:  # refused before the message: it goes back unsent
@@ -295,20 +308,32 @@ class Dispatcher:
                 retry_at = None
                 if verdict.status == DeliveryStatus.DEFERRED:
                     retry_at = self.options.retry.next_attempt(claimed.attempts, claimed.queued_at or utcnow(), utcnow())
-                # A 5xx is judged by the bounce policy only once a later message gets through: ten 5xx with no
-                # delivery between them are more likely the relay's doing (quota, block, misconfiguration).
-                recorded = await self._record(claimed, Result(
+                result = Result(
                     verdict.status, reply.code, reply.text, verdict.bounce_of(reply, claimed.email),
                     stage=reply.stage, retry_at=retry_at, relay=lane.relay,
-                ))
+                )
+                following = None
+                if lane.throttle is None and not self._stopping.is_set() and not last_call:
+                    following, last_call = self._ready_job(queue)
+                if following is None:
+                    recorded = await self._record(claimed, result)
+                else:
+                    recorded, held = await self._record_and_mark(claimed, result, following[0])
+                    marked = following if held else None  # not held: another run settled that lease
+                # A 5xx is judged by the bounce policy only once a later message gets through: ten 5xx with no
+                # delivery between them are more likely the relay's doing (quota, block, misconfiguration).
                 if recorded.status == DeliveryStatus.BOUNCED:
                     self._streak.append((claimed.delivery_id, recorded.bounce_event))
                     if len(self._streak) >= self.options.max_rejections:
                         await self._trip(f"{reply.code} {reply.text}")
+                        if marked is not None:
+                            await self._give_back(marked, lane)
                         return
                 elif verdict.status == DeliveryStatus.SENT:
                     await self._settle_streak()
                 if await self._failure_rate_reached(recorded.status, reply):
+                    if marked is not None:
+                        await self._give_back(marked, lane)
                     return
                 if verdict.status in (DeliveryStatus.DEFERRED, DeliveryStatus.UNCERTAIN):
                     failures_in_a_row += 1  # a burst of failures slows this connection down: 0.1 s, 0.2 s, ... up to 5 s
@@ -317,6 +342,22 @@ class Dispatcher:
                     failures_in_a_row = 0
             finally:
                 self._busy -= 1
+
+    def _ready_job(self, queue: asyncio.Queue[_Job | None]) -> tuple[_Job | None, bool]:
+        """The next job if one is waiting now, and whether the producer is done."""
+        if self._handed_back:
+            return self._handed_back.pop(), False
+        if queue.empty():
+            return None, False
+        job = queue.get_nowait()
+        return job, job is None
+
+    async def _give_back(self, job: _Job, lane: Lane) -> None:
+        """A job marked handed that did not go out: unmark it; a working relay's connection takes it, or
+        else it goes back to the queue with the run's other claims."""
+        await self.ledger.unhand(job[0].delivery_id, self.owner)
+        if lane.relay in self._relays_down and self._relays_down < {other.relay for other in self.lanes}:
+            self._handed_back.append(job)
 
     async def _failure_rate_reached(self, status: DeliveryStatus, reply: SmtpReply) -> bool:
         """Keep the last attempts' outcomes; past the configured share of failures, pause the campaign, saying why."""
@@ -366,6 +407,14 @@ class Dispatcher:
 
     async def _record(self, claimed: Claimed, result: Result) -> Recorded:
         recorded = await self.ledger.record(claimed, self.owner, result)
+        self._count(recorded)
+        return recorded
+
+    async def _record_and_mark(self, claimed: Claimed, result: Result, following: Claimed) -> tuple[Recorded, bool]:
+        recorded, held = await self.ledger.record_and_mark(claimed, self.owner, result, following.delivery_id)
+        self._count(recorded)
+        return recorded, held
+
+    def _count(self, recorded: Recorded) -> None:
         self.summary.counts[recorded.status] += 1
         self.on_result(recorded.status)
-        return recorded

@@ -84,14 +84,20 @@ class ThreadedLedger:
 
     async def _in_group(self, write: Callable[[Connection], T] | RowWrite) -> T:
         """Run `write` in the next group commit and wait for that commit."""
+        (result,) = await self._in_group_all([write])
+        return result  # type: ignore[no-any-return]
+
+    async def _in_group_all(self, writes: Sequence[Callable[[Connection], Any] | RowWrite]) -> list[Any]:
+        """Run `writes`, in this order, in the same group commit, and wait for it."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
+        futures: list[asyncio.Future[Any]] = [loop.create_future() for _ in writes]
         with self._lock:
-            self._grouped.append((write, future))
+            self._grouped.extend(zip(writes, futures))
             schedule, self._flush_due = not self._flush_due, True
         if schedule:
             loop.run_in_executor(self._thread, self._flush, loop)
-        return await future
+        await asyncio.wait(futures)  # a failed group fails every future in it alike
+        return [future.result() for future in futures]
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         """On the database thread: every write waiting, in one transaction; then each caller gets its answer."""
@@ -174,11 +180,19 @@ class ThreadedLedger:
         await self._run(ledger.unhand, delivery_id, owner)
 
     async def record(self, claimed: Claimed, owner: str, result: Result) -> Recorded:
+        return await self._in_group(self._result_write(claimed, owner, result))  # type: ignore[no-any-return]
+
+    async def record_and_mark(self, claimed: Claimed, owner: str, result: Result, next_id: int) -> tuple[Recorded, bool]:
+        """A message's result and the next message's mark, in one transaction: the result first."""
+        recorded, held = await self._in_group_all([self._result_write(claimed, owner, result), ledger.mark_handed_write(next_id, owner)])
+        return recorded, held
+
+    def _result_write(self, claimed: Claimed, owner: str, result: Result) -> Callable[[Connection], Recorded] | RowWrite:
         plain = ledger.plain_success_write(claimed, owner, result)
         if plain is not None:
-            return await self._in_group(plain)
+            return plain
         campaign_id, policy = self.campaign_id, self.policy
-        return await self._in_group(lambda conn: ledger.record_result_on(conn, claimed, campaign_id, owner, result, policy=policy))
+        return lambda conn: ledger.record_result_on(conn, claimed, campaign_id, owner, result, policy=policy)
 
     async def renew(self, owner: str, lease_seconds: int) -> int:
         return await self._run(ledger.renew_leases, owner, lease_seconds)

@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import timedelta
 from email import policy
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -217,6 +217,37 @@ def test_a_killed_runs_claims_are_settled_by_whether_they_reached_smtp(engine: E
     rows = deliveries(engine)
     assert rows["handed@example.org"].status == DeliveryStatus.UNCERTAIN  # may have arrived: not resent
     assert (rows["claimed@example.org"].status, rows["claimed@example.org"].attempts) == (DeliveryStatus.SENT, 1)
+
+
+def test_each_result_is_on_record_before_the_next_message_of_its_connection_reaches_the_server(
+    engine: Engine, settings: Settings
+) -> None:
+    """A message's result and the next one's mark share a commit: at the end of every DATA, the deliveries
+    handed to SMTP and not yet recorded are at most one per connection (a crash could leave no more uncertain)."""
+    add_people(engine, [f"reader{n}@example.org" for n in range(400)])
+    in_flight: list[int] = []
+
+    def count_in_flight(recipient: str) -> None:
+        with engine.connect() as conn:
+            in_flight.append(conn.execute(
+                select(func.count()).select_from(Delivery).where(
+                    Delivery.status == DeliveryStatus.SENDING, Delivery.handed_at.is_not(None)  # type: ignore[union-attr]
+                )
+            ).scalar_one())
+        return None
+
+    async def body(server: CaptureServer):  # type: ignore[no-untyped-def]
+        server.handler.data_rule = count_in_flight
+        s = settings.with_overrides(smtp=parse_smtp_url(server.url), smtp_connections=4)
+        plan = Mailer(s, engine=engine).plan_send(load_issue(ISSUE_2026), None)
+        campaign = Mailer(s, engine=engine).start_send(plan)
+        return (await Mailer(s, engine=engine).run_send(campaign, plan.composed_by_language)).summary
+
+    summary = with_server(None, body)
+    assert summary.counts == {DeliveryStatus.SENT: 400}
+    assert len(in_flight) == 400
+    assert max(in_flight) <= 4
+    assert min(in_flight) >= 1  # the message at the server is itself marked
 
 
 def test_a_row_whose_lease_was_taken_over_is_not_sent(engine: Engine, settings: Settings) -> None:
