@@ -237,12 +237,18 @@ class Dispatcher:
         people = [
             (Recipient(c.email, c.name, c.subscriber_id, c.token_version, c.delivery_id), c.language) for c in chunk
         ]
-        if self._build_threads is None:
-            return [self.builder.build(recipient, language) for recipient, language in people]
+        if self._build_threads is None or not people:
+            return self._build_all(people)
         loop = asyncio.get_running_loop()
-        return list(await asyncio.gather(*(
-            loop.run_in_executor(self._build_threads, self.builder.build, recipient, language) for recipient, language in people
-        )))
+        share = -(-len(people) // BUILD_THREADS)  # one call per thread: each answer wakes the loop once
+        parts = await asyncio.gather(*(
+            loop.run_in_executor(self._build_threads, self._build_all, people[start : start + share])
+            for start in range(0, len(people), share)
+        ))
+        return [outgoing for part in parts for outgoing in part]
+
+    def _build_all(self, people: list[tuple[Recipient, str]]) -> list[Outgoing]:
+        return [self.builder.build(recipient, language) for recipient, language in people]
 
     async def _work(self, lane: Lane, queue: asyncio.Queue[_Job | None]) -> None:
         """One connection's loop: mark a message handed, send it, record its reply. When the next message is

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
-from mailer import ledger
+from mailer import driver_batch, ledger
 from mailer.errors import DatabaseUnavailable
 from mailer.ledger import Claimed, Expired, Recorded, Result, RowWrite
 from mailer.owners import dead_here
@@ -130,7 +130,7 @@ class ThreadedLedger:
                     results[i] = write(conn)
             for indexes in alike.values():
                 rows = [writes[i] for i in indexes]
-                if conn.execute(rows[0].statement, [w.params for w in rows]).rowcount != len(rows):  # type: ignore[union-attr]
+                if driver_batch.executemany(conn, rows[0].statement, [w.params for w in rows]) != len(rows):  # type: ignore[union-attr]
                     raise _NotAllHeld
                 for i, row in zip(indexes, rows):
                     results[i] = row.held  # type: ignore[union-attr]
