@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from email.header import Header
 from email.policy import SMTP
+from email.headerregistry import Address
 from email.utils import formataddr, formatdate
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -188,7 +189,7 @@ class MessageBuilder:
         boundary = "=_wip_" + secrets.token_hex(12)  # '=_' cannot occur in quoted-printable text
         self.head = b"".join(
             [
-                _header("From", formataddr((nl.from_name, nl.from_address), "utf-8")),
+                _header("From", str(Address(display_name=_one_line(nl.from_name), addr_spec=nl.from_address))),  # the policy encodes the name
                 _header("Reply-To", nl.reply_to),
                 _header("Subject", composed.subject),
                 b"MIME-Version: 1.0\r\n",

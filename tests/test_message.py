@@ -37,6 +37,7 @@ def test_headers_of_a_campaign_message(built: tuple[MessageBuilder, object], set
     assert msg["To"].addresses[0].display_name == "Lucia Ferrèro"
     assert msg["To"].addresses[0].addr_spec == "lucia.ferrero@example.org"
     assert msg["From"].addresses[0].addr_spec == "international.affairs@comune.torino.it"
+    assert msg["From"].addresses[0].display_name == "Città di Torino – Relazioni Internazionali"  # decoded, as mail clients show it
     assert msg["Reply-To"] == "international.affairs@comune.torino.it"
     assert msg["Message-ID"] == "<work-in-progress.2026-05.c7.d1001@comune.torino.it>"
     assert msg["MIME-Version"] == "1.0" and msg["Date"].datetime is not None
