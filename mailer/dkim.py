@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -135,16 +136,20 @@ class DkimSigner:
         self.key = key
         self.domain = key.domain or domain.lower()
         self.prefix = f"v=1; a={key.algorithm}; c=relaxed/simple;\r\n\td={self.domain}; s={key.selector};"
+        self._below: tuple[bytes, dict[str, list[bytes]]] = (b"", {})  # the shared headers, canonicalised
 
-    def header(self, headers: bytes, body_sha256: bytes, *, timestamp: int | None = None) -> bytes:
+    def header(self, headers: bytes, body_sha256: bytes, *, timestamp: int | None = None, below: bytes = b"") -> bytes:
         """The DKIM-Signature header (folded, CRLF-terminated) for a message whose header block is
-        `headers` (CRLF-terminated lines) and whose body hashed to `body_sha256`."""
+        `headers` + `below` (CRLF-terminated lines) and whose body hashed to `body_sha256`. `below` is the
+        part every message of the issue shares: it is canonicalised once."""
         stamp = int(time.time()) if timestamp is None else timestamp
         value = (
             f" {self.prefix} t={stamp};\r\n\th={H_TAG_FOLDED};\r\n\tbh={base64.b64encode(body_sha256).decode()};\r\n\tb="
         ).encode("ascii")
         unsigned = b"DKIM-Signature:" + value
-        data = canonical_headers(headers, SIGNED_HEADERS + OVER_SIGNED) + _relaxed(unsigned)
+        if below and below is not self._below[0]:
+            self._below = (below, relaxed_fields(below))
+        data = canonical_headers(headers, SIGNED_HEADERS + OVER_SIGNED, self._below[1] if below else None) + _relaxed(unsigned)
         signature = base64.b64encode(self._sign(data))
         folded = b"\r\n\t".join(signature[i:i + 72] for i in range(0, len(signature), 72))
         return unsigned + folded + b"\r\n"
@@ -158,19 +163,28 @@ class DkimSigner:
         return self.key.private_key.sign(hashlib.sha256(data).digest())  # type: ignore[call-arg]  # RFC 8463
 
 
-def canonical_headers(block: bytes, names: tuple[str, ...]) -> bytes:
-    """The relaxed canonical form of the named headers, in h= order: a name repeated in h= takes the next
-    occurrence from the bottom; a name with no occurrence left contributes nothing (over-signing)."""
+def relaxed_fields(block: bytes) -> dict[str, list[bytes]]:
+    """Each header of `block`, relaxed and CRLF-terminated, by lower-case name, top to bottom."""
     fields: dict[str, list[bytes]] = {}
     for line in _FOLD.sub(b"", block).split(b"\r\n"):
         if b":" in line:
             name = line.split(b":", 1)[0].strip().lower().decode("ascii")
-            fields.setdefault(name, []).append(line)
+            fields.setdefault(name, []).append(_relaxed(line) + b"\r\n")
+    return fields
+
+
+def canonical_headers(block: bytes, names: tuple[str, ...], below: Mapping[str, list[bytes]] | None = None) -> bytes:
+    """The relaxed canonical form of the named headers, in h= order: a name repeated in h= takes the next
+    occurrence from the bottom; a name with no occurrence left contributes nothing (over-signing).
+    `below`: the relaxed_fields() of headers that follow `block` in the message, made once by the caller."""
+    fields = relaxed_fields(block)
+    for name, found in (below or {}).items():
+        fields[name] = [*fields.get(name, ()), *found]  # a copy: taking occurrences must not empty the caller's
     out = []
     for name in names:
         found = fields.get(name)
         if found:
-            out.append(_relaxed(found.pop()) + b"\r\n")
+            out.append(found.pop())
     return b"".join(out)
 
 

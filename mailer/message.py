@@ -227,22 +227,21 @@ class MessageBuilder:
             if r.delivery_id
             else f"<{self.id_prefix}.test.{secrets.token_hex(8)}@{self.id_domain}>"
         )
-        headers = b"".join(
+        own = b"".join(  # this recipient's headers; self.head follows with the issue's
             [
                 self._date_header(),
                 _to_header(name, r.email),
                 b"Message-ID: ", message_id.encode("ascii"), CRLF,
                 b"List-Unsubscribe: <", url.encode("ascii"), b">,\r\n <mailto:",
                 self.mailto.encode("ascii"), b"?subject=unsubscribe%20", quote(token).encode("ascii"), b">\r\n",
-                self.head,
             ]
         )
         body = [
             self.text_head, *self.text.render_encoded(encode_values(values, False)),
             self.html_head, *self.html.render_encoded(encode_values(values, True)), self.tail,
         ]
-        signature = self._signature(headers, body) if self.dkim else b""
-        data = WireReady(b"".join([signature, headers, CRLF, *body]))  # _qp and _header keep it so
+        signature = self._signature(own, body) if self.dkim else b""
+        data = WireReady(b"".join([signature, own, self.head, CRLF, *body]))  # _qp and _header keep it so
         tag = self.signer.bounce_tag(r.delivery_id)
         return Outgoing(f"{self.bounce_local}+{tag}@{self.bounce_domain}", r.email, data, message_id)
 
@@ -255,12 +254,13 @@ class MessageBuilder:
 
     def _signature(self, headers: bytes, body: list[bytes]) -> bytes:
         """The DKIM-Signature header: the body hash finished from where the issue's left it (body[2:] are
-        the chunks after the text part's first slot), then the headers signed."""
+        the chunks after the text part's first slot), then the headers signed (this recipient's, then the
+        issue's shared self.head)."""
         assert self.dkim is not None
         digest = self.body_hash.copy()
         for chunk in body[2:]:
             digest.update(chunk)
-        return self.dkim.header(headers, digest.digest())
+        return self.dkim.header(headers, digest.digest(), below=self.head)
 
 
 @dataclass(frozen=True)
