@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,13 @@ def driver_statement(statement: Any, dialect: Dialect, sample: Mapping[str, obje
 def executemany(conn: Connection, statement: Any, params: Sequence[Mapping[str, object]]) -> int:
     """Run `statement` once per parameter set, in the connection's transaction; the rows it touched."""
     prepared = driver_statement(statement, conn.dialect, params[0])
+    rows = prepared.rows(params)
     cursor = conn.connection.cursor()
+    dbapi_error = conn.dialect.loaded_dbapi.Error
     try:
-        cursor.executemany(prepared.sql, prepared.rows(params))
+        cursor.executemany(prepared.sql, rows)
         return int(cursor.rowcount)
+    except dbapi_error as exc:  # as SQLAlchemy raises it, so that a locked database is retried (threaded_ledger)
+        raise DBAPIError.instance(prepared.sql, rows, exc, dbapi_error, dialect=conn.dialect, ismulti=True) from None
     finally:
         cursor.close()

@@ -55,3 +55,30 @@ def test_marks_and_results_written_through_the_driver_are_those_sqlalchemy_write
     final = stored(engine, by_driver.delivery_id)
     assert final[0] == "sent" and final[1] is None and final[4] == 250 and final[3] is not None and final[8] is not None
     assert stored(engine, lost.delivery_id)[0] == "sending"  # the row another owner holds is untouched
+
+
+def test_a_locked_database_is_the_error_sqlalchemy_raises_so_the_ledger_retries_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The ledger retries a write that finds SQLite locked (mailer.threaded_ledger.retry_locked) only when
+    it sees SQLAlchemy's OperationalError: the driver's own must not slip past it."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from mailer.settings import load_settings
+    from mailer.database import open_database
+    from mailer.threaded_ledger import is_lock_conflict
+
+    url = f"sqlite:///{tmp_path / 'locked.sqlite'}"
+    engine = open_database(url, busy_timeout=0.05)
+    claimed = claimed_rows(engine, load_settings({}).with_overrides(database_url=url), 1)[0]
+    other = sqlite3.connect(tmp_path / "locked.sqlite", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process's long write
+    try:
+        with pytest.raises(OperationalError) as raised, engine.begin() as conn:
+            write = ledger.mark_handed_write(claimed.delivery_id, "worker-1")
+            driver_batch.executemany(conn, write.statement, [write.params])
+        assert is_lock_conflict(raised.value)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        engine.dispose()
