@@ -30,15 +30,15 @@ class DriverStatement:
 
     def rows(self, params: Sequence[Mapping[str, object]]) -> list[Any]:
         """Each parameter set as the driver takes it: processed, with the statement's own constants."""
-        processors, constants = self.processors, self.constants
-        out = []
-        for given in params:
-            values = {
-                name: constants[name] if name in constants else (processors[name](given[name]) if name in processors else given[name])
-                for name in self.names
-            }
-            out.append(tuple(values[name] for name in self.names) if self.positional else values)
-        return out
+        if self.positional:
+            return [tuple(self._value(name, given) for name in self.names) for given in params]
+        return [{name: self._value(name, given) for name in self.names} for given in params]
+
+    def _value(self, name: str, given: Mapping[str, object]) -> Any:
+        if name in self.constants:
+            return self.constants[name]
+        processor = self.processors.get(name)
+        return given[name] if processor is None else processor(given[name])
 
 
 _compiled: dict[tuple[int, str], tuple[Any, DriverStatement]] = {}  # the statement is kept, so its id stays its own
